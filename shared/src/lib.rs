@@ -4,3 +4,4 @@
 //! loading, telemetry and the pipeline lifecycle join it as the services are built.
 
 pub mod pb;
+pub mod position;
