@@ -111,7 +111,8 @@ impl MySqlGtidSet {
         self.sources.iter().map(|(sid, ivs)| (sid, ivs.as_slice()))
     }
 
-    fn insert_interval(&mut self, sid: MySqlSid, new: GnoInterval) {
+    /// Adds the closed interval `new` of `sid`'s transactions.
+    pub fn insert_interval(&mut self, sid: MySqlSid, new: GnoInterval) {
         let intervals = self.sources.entry(sid).or_default();
         // First interval that could touch `new` (ends at or after start - 1).
         let first = intervals.partition_point(|iv| iv.end.saturating_add(1) < new.start);
