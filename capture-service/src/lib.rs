@@ -2,3 +2,9 @@
 //! row, exactly once.
 
 pub mod binlog;
+pub mod config;
+pub mod filter;
+pub mod kafka;
+pub mod pipeline;
+pub mod source;
+pub mod status;

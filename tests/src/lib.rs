@@ -89,3 +89,6 @@ pub fn unique_server_id() -> u32 {
     let pid = std::process::id() % 100_000;
     1_000_000 + pid * 100 + n % 100
 }
+
+pub mod capture;
+pub mod kafka;

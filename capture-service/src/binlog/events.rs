@@ -23,8 +23,9 @@ use super::row_image::{Cursor, RowsBody, RowsKind};
 pub enum SourceEvent<'a> {
     /// The file's format description (first event of every file).
     FormatDescription { server_version: String },
-    /// Continue in `file` at `position` (also sent first by a dump, as a "fake" rotate).
-    Rotate { file: String, position: u64 },
+    /// Continue in `file` at `position` (also sent first by a dump, as a "fake" rotate). The
+    /// name is raw: a dump's first rotate still carries 4 checksum bytes (see the pipeline).
+    Rotate { file: Vec<u8>, position: u64 },
     /// The source is alive and has nothing new.
     Heartbeat,
     /// A transaction (or standalone statement) with this GTID starts.
@@ -112,7 +113,7 @@ pub fn classify<'a>(
         (Some(EventType::ROTATE_EVENT), _) => {
             let rotate: RotateEvent<'_> = event.read_event()?;
             SourceEvent::Rotate {
-                file: rotate.name().into_owned(),
+                file: rotate.name_raw().to_vec(),
                 position: rotate.position(),
             }
         }

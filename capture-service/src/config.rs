@@ -1,0 +1,458 @@
+//! Capture configuration: a TOML file, every key overridable by environment variables
+//! (`ROWFERRY_CAPTURE_<SECTION>__<KEY>`, e.g. `ROWFERRY_CAPTURE_SOURCE__SERVER_ID=7`).
+//!
+//! Passwords come from the file, a named environment variable or a file of their own, and never
+//! appear in `Debug` output, logs or status.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// Prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "ROWFERRY_CAPTURE_";
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment could not be parsed into the configuration.
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    /// A password file could not be read.
+    #[error("cannot read password file {path}: {source}")]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A password environment variable is not set.
+    #[error("environment variable {name} named by `source.password_env` is not set")]
+    PasswordEnv { name: String },
+}
+
+/// A secret that never prints.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+/// Everything `rowferry-capture` is told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Logical name of this capture: the default topic prefix, part of the Kafka transactional
+    /// id and the key of its stored position. Two instances with one name fence each other.
+    pub name: String,
+    /// The source server.
+    pub source: SourceConfig,
+    /// The Kafka cluster.
+    pub kafka: KafkaConfig,
+    /// What the records look like.
+    #[serde(default)]
+    pub output: OutputConfig,
+    /// How many changes go into one Kafka transaction.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Which tables and columns are captured.
+    #[serde(default)]
+    pub filter: FilterConfig,
+    /// gRPC control endpoint.
+    #[serde(default)]
+    pub control: ControlConfig,
+}
+
+/// Where to read the binlog.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `mysql://user@host:port` of an account with REPLICATION SLAVE, REPLICATION CLIENT and
+    /// SELECT. A password in the URL works but prefer `password_file` or `password_env`.
+    pub url: String,
+    /// The password, if not in the URL.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// A file holding the password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Replica `server_id` this capture registers with; unique among the source's replicas.
+    pub server_id: u32,
+    /// Where to start when no position is stored: `earliest`, `latest`, `file:pos`
+    /// (`mariadb-bin.000003:4`) or `gtid:<set>` (`gtid:0-1-100`, `gtid:uuid:1-42`).
+    #[serde(default = "default_start")]
+    pub start: String,
+    /// How often the source sends a heartbeat when it has nothing new, in milliseconds.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_interval_ms: u64,
+    /// Delay before reconnecting after a lost connection, doubling up to 30 s.
+    #[serde(default = "default_retry_ms")]
+    pub retry_initial_ms: u64,
+}
+
+fn default_start() -> String {
+    "earliest".into()
+}
+fn default_heartbeat_ms() -> u64 {
+    1000
+}
+fn default_retry_ms() -> u64 {
+    500
+}
+
+/// The Kafka side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port]`.
+    pub bootstrap_servers: String,
+    /// Compacted topic holding each capture's committed position.
+    #[serde(default = "default_offsets_topic")]
+    pub offsets_topic: String,
+    /// Kafka transaction timeout, milliseconds (the broker caps it at
+    /// `transaction.max.timeout.ms`).
+    #[serde(default = "default_txn_timeout_ms")]
+    pub transaction_timeout_ms: u64,
+    /// Largest record the capture sends, in bytes; keep it at or below the topics'
+    /// `max.message.bytes`.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+    /// Extra librdkafka producer settings (`security.protocol`, `sasl.*`, `compression.type`…).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+fn default_offsets_topic() -> String {
+    "rowferry.capture.offsets".into()
+}
+fn default_txn_timeout_ms() -> u64 {
+    60_000
+}
+fn default_max_record_bytes() -> usize {
+    1_000_000
+}
+
+/// Record format choices.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// `debezium-json` or `protobuf`.
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// Debezium JSON only: include the `schema` part (JsonConverter `schemas.enable`).
+    #[serde(default = "yes")]
+    pub schemas: bool,
+    /// Topic prefix; the capture name when empty.
+    #[serde(default)]
+    pub topic_prefix: Option<String>,
+    /// Send a tombstone (null value) after each delete, so compaction can drop the key.
+    #[serde(default = "yes")]
+    pub tombstones: bool,
+    /// What to do with a record larger than `kafka.max_record_bytes`: `fail` (stop, naming
+    /// table and key), `truncate` (shorten the largest text/blob columns, marking them), or
+    /// `dead-letter` (send a key-only record to `dead_letter_topic`).
+    #[serde(default = "default_large_policy")]
+    pub large_record_policy: String,
+    /// Topic for `dead-letter`; `<prefix>.dead-letter` when empty.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+}
+
+fn default_format() -> String {
+    "debezium-json".into()
+}
+fn default_large_policy() -> String {
+    "fail".into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            format: default_format(),
+            schemas: true,
+            topic_prefix: None,
+            tombstones: true,
+            large_record_policy: default_large_policy(),
+            dead_letter_topic: None,
+        }
+    }
+}
+
+/// Kafka transaction sizing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Commit once this many records are in the transaction (at a source transaction end).
+    #[serde(default = "default_max_records")]
+    pub max_records: usize,
+    /// Commit once this many bytes are in the transaction (at a source transaction end).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Commit at most this long after the transaction's first record, in milliseconds.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+    /// A source transaction with more row changes than this is split across Kafka
+    /// transactions (restart resumes exactly inside it).
+    #[serde(default = "default_split_rows")]
+    pub split_transaction_rows: usize,
+    /// Commit a position-only transaction when nothing else was committed for this long, so
+    /// the stored position and the lag stay fresh on quiet tables, in milliseconds.
+    #[serde(default = "default_position_heartbeat_ms")]
+    pub position_heartbeat_ms: u64,
+}
+
+fn default_max_records() -> usize {
+    20_000
+}
+fn default_max_bytes() -> usize {
+    16 << 20
+}
+fn default_linger_ms() -> u64 {
+    100
+}
+fn default_split_rows() -> usize {
+    100_000
+}
+fn default_position_heartbeat_ms() -> u64 {
+    5_000
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_records: default_max_records(),
+            max_bytes: default_max_bytes(),
+            linger_ms: default_linger_ms(),
+            split_transaction_rows: default_split_rows(),
+            position_heartbeat_ms: default_position_heartbeat_ms(),
+        }
+    }
+}
+
+/// Include/exclude lists: regular expressions matched against the whole name, as Debezium's
+/// `*.include.list` options are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Databases to capture (`inventory`, `shop_.*`); all when empty.
+    #[serde(default)]
+    pub include_databases: Vec<String>,
+    /// Databases never captured.
+    #[serde(default)]
+    pub exclude_databases: Vec<String>,
+    /// Tables to capture as `db.table` patterns; all (of included databases) when empty.
+    #[serde(default)]
+    pub include_tables: Vec<String>,
+    /// Tables never captured, as `db.table` patterns.
+    #[serde(default)]
+    pub exclude_tables: Vec<String>,
+    /// Columns left out of every record, as `db.table.column` patterns.
+    #[serde(default)]
+    pub exclude_columns: Vec<String>,
+}
+
+/// gRPC control plane.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Listen address of the gRPC control API; empty disables it.
+    #[serde(default = "default_grpc")]
+    pub grpc_listen: String,
+}
+
+fn default_grpc() -> String {
+    "127.0.0.1:50051".into()
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            grpc_listen: default_grpc(),
+        }
+    }
+}
+
+impl CaptureConfig {
+    /// Reads `path` (if any) and the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = path {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").lowercase(true));
+        let config: CaptureConfig = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (tests and embedded configs).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: CaptureConfig = Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return invalid(
+                "name",
+                "must be non-empty and use only letters, digits, `.`, `_` and `-` (it is part of topic names)",
+            );
+        }
+        if self.source.server_id == 0 {
+            return invalid(
+                "source.server_id",
+                "must be 1 or more and differ from every server and replica of the source",
+            );
+        }
+        if !matches!(self.output.format.as_str(), "debezium-json" | "protobuf") {
+            return invalid("output.format", "must be `debezium-json` or `protobuf`");
+        }
+        if !matches!(
+            self.output.large_record_policy.as_str(),
+            "fail" | "truncate" | "dead-letter"
+        ) {
+            return invalid(
+                "output.large_record_policy",
+                "must be `fail`, `truncate` or `dead-letter`",
+            );
+        }
+        if self.batch.max_records == 0 || self.batch.split_transaction_rows == 0 {
+            return invalid(
+                "batch",
+                "max_records and split_transaction_rows must be 1 or more",
+            );
+        }
+        if self.kafka.max_record_bytes < 1024 {
+            return invalid("kafka.max_record_bytes", "must be at least 1024");
+        }
+        Ok(())
+    }
+
+    /// The topic prefix.
+    pub fn topic_prefix(&self) -> &str {
+        self.output.topic_prefix.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The source password from whichever place it was given, if any.
+    pub fn source_password(&self) -> Result<Option<Secret>, ConfigError> {
+        if let Some(password) = &self.source.password {
+            return Ok(Some(password.clone()));
+        }
+        if let Some(path) = &self.source.password_file {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            return Ok(Some(Secret(text.trim_end_matches(['\n', '\r']).to_owned())));
+        }
+        if let Some(name) = &self.source.password_env {
+            let value =
+                std::env::var(name).map_err(|_| ConfigError::PasswordEnv { name: name.clone() })?;
+            return Ok(Some(Secret(value)));
+        }
+        Ok(None)
+    }
+
+    /// Heartbeat period.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.source.heartbeat_interval_ms.max(100))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        name = "demo"
+        [source]
+        url = "mysql://rowferry_repl@127.0.0.1:3306"
+        password = "s3cret"
+        server_id = 501
+        [kafka]
+        bootstrap_servers = "127.0.0.1:9092"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = CaptureConfig::from_toml(MINIMAL).map_err(|e| e.to_string());
+        let config = config.as_ref().map_err(|e| e.as_str());
+        assert!(config.is_ok(), "{config:?}");
+        if let Ok(config) = config {
+            assert_eq!(config.topic_prefix(), "demo");
+            assert_eq!(config.output.format, "debezium-json");
+            assert_eq!(config.source.start, "earliest");
+            assert_eq!(config.kafka.offsets_topic, "rowferry.capture.offsets");
+        }
+    }
+
+    #[test]
+    fn passwords_never_print() {
+        let config = CaptureConfig::from_toml(MINIMAL).ok();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("***"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_fix() {
+        let bad = MINIMAL.replace("server_id = 501", "server_id = 0");
+        let err = CaptureConfig::from_toml(&bad).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("source.server_id")),
+            "{err:?}"
+        );
+        let bad = format!("{MINIMAL}\n[output]\nformat = \"avro\"\n");
+        let err = CaptureConfig::from_toml(&bad).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("debezium-json")),
+            "{err:?}"
+        );
+        let bad = MINIMAL.replace("server_id", "serverid");
+        let err = CaptureConfig::from_toml(&bad).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("serverid")),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! The Kafka side of capture: a transactional writer and the compacted topic of committed
+//! positions.
+
+pub mod offsets;
+pub mod writer;
+
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+
+/// What went wrong talking to Kafka.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// Another instance with the same capture name took over (its `init_transactions` bumped
+    /// the producer epoch). This instance must stop: the other one owns the stream now.
+    #[error(
+        "fenced: another rowferry-capture with the same name ({transactional_id}) has taken over; \
+         this instance stops. Run one instance per capture name"
+    )]
+    Fenced { transactional_id: String },
+    /// A record exceeds the size limit.
+    #[error(
+        "record for {table} key {key} is {size} bytes, above kafka.max_record_bytes ({limit}); \
+         raise the topic's max.message.bytes and kafka.max_record_bytes, or set \
+         output.large_record_policy to `truncate` or `dead-letter`"
+    )]
+    RecordTooLarge {
+        table: String,
+        key: String,
+        size: usize,
+        limit: usize,
+    },
+    /// The broker is unreachable or an operation timed out; retrying can help.
+    #[error("Kafka at {bootstrap} failed: {detail} (will retry)")]
+    Transient { bootstrap: String, detail: String },
+    /// Anything else: the producer cannot continue.
+    #[error("Kafka at {bootstrap} failed: {detail}")]
+    Fatal { bootstrap: String, detail: String },
+}
+
+impl KafkaError {
+    /// Classifies an rdkafka error.
+    pub fn from_rdkafka(error: &RdError, bootstrap: &str, transactional_id: &str) -> Self {
+        let code = error.rdkafka_error_code();
+        let fenced = matches!(
+            code,
+            Some(RDKafkaErrorCode::ProducerFenced)
+                | Some(RDKafkaErrorCode::InvalidProducerEpoch)
+                | Some(RDKafkaErrorCode::InvalidProducerIdMapping)
+        );
+        if fenced || error.to_string().to_ascii_lowercase().contains("fenced") {
+            return KafkaError::Fenced {
+                transactional_id: transactional_id.to_owned(),
+            };
+        }
+        let fatal = match error {
+            RdError::Transaction(e) => e.is_fatal(),
+            _ => false,
+        };
+        let detail = error.to_string();
+        if fatal {
+            KafkaError::Fatal {
+                bootstrap: bootstrap.to_owned(),
+                detail,
+            }
+        } else {
+            KafkaError::Transient {
+                bootstrap: bootstrap.to_owned(),
+                detail,
+            }
+        }
+    }
+
+    /// Whether restarting from the last committed position can help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, KafkaError::Transient { .. })
+    }
+}

@@ -1,0 +1,248 @@
+//! A transactional Kafka producer: change records and the position record go into one
+//! transaction, so a read_committed consumer sees both or neither.
+//!
+//! librdkafka's transaction calls block; they run on the blocking pool. Sends do not block:
+//! when the local queue is full we yield until the background thread has drained some.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use super::KafkaError;
+use super::offsets::StoredPosition;
+use crate::config::KafkaConfig;
+
+/// Remembers the first failed delivery; the transaction it belongs to cannot commit.
+#[derive(Default)]
+pub struct DeliveryTracker {
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryTracker {}
+
+impl ProducerContext for DeliveryTracker {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        if let Err((error, message)) = result {
+            use rdkafka::message::Message;
+            if let Ok(mut first) = self.first_error.lock()
+                && first.is_none()
+            {
+                *first = Some(format!("delivery to {} failed: {error}", message.topic()));
+            }
+        }
+    }
+}
+
+impl DeliveryTracker {
+    fn take(&self) -> Option<String> {
+        self.first_error.lock().ok().and_then(|mut e| e.take())
+    }
+}
+
+/// The transactional writer of one capture.
+pub struct TransactionalWriter {
+    producer: Arc<ThreadedProducer<DeliveryTracker>>,
+    bootstrap: String,
+    transactional_id: String,
+    name: String,
+    offsets_topic: String,
+    timeout: Duration,
+    open: bool,
+    opened_at: Option<Instant>,
+    records: usize,
+    bytes: usize,
+}
+
+/// The librdkafka settings every capture client shares (bootstrap, extra properties).
+pub fn client_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.bootstrap_servers);
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    client
+}
+
+impl TransactionalWriter {
+    /// Creates the producer and registers its transactional id, which fences any older
+    /// instance with the same name and aborts its open transaction.
+    pub async fn start(config: &KafkaConfig, name: &str) -> Result<Self, KafkaError> {
+        let transactional_id = format!("rowferry-capture-{name}");
+        let bootstrap = config.bootstrap_servers.clone();
+        let mut client = client_config(config);
+        let max_message = config.max_record_bytes.max(1_000_000) + 128 * 1024;
+        client
+            .set("transactional.id", &transactional_id)
+            .set("enable.idempotence", "true")
+            .set(
+                "transaction.timeout.ms",
+                config.transaction_timeout_ms.to_string(),
+            )
+            .set("message.max.bytes", max_message.to_string())
+            .set("linger.ms", "5")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.kbytes", "65536")
+            .set("queue.buffering.max.messages", "200000");
+        for (key, value) in &config.properties {
+            client.set(key, value);
+        }
+        let producer: ThreadedProducer<DeliveryTracker> = client
+            .create_with_context(DeliveryTracker::default())
+            .map_err(|e| KafkaError::Fatal {
+                bootstrap: bootstrap.clone(),
+                detail: format!("cannot create the producer: {e}"),
+            })?;
+        let producer = Arc::new(producer);
+        let timeout = Duration::from_millis(config.transaction_timeout_ms.clamp(10_000, 60_000));
+        let init = Arc::clone(&producer);
+        blocking(move || init.init_transactions(timeout))
+            .await
+            .map_err(|e| KafkaError::from_rdkafka(&e, &bootstrap, &transactional_id))?;
+        Ok(Self {
+            producer,
+            bootstrap,
+            transactional_id,
+            name: name.to_owned(),
+            offsets_topic: config.offsets_topic.clone(),
+            timeout,
+            open: false,
+            opened_at: None,
+            records: 0,
+            bytes: 0,
+        })
+    }
+
+    fn error(&self, error: &rdkafka::error::KafkaError) -> KafkaError {
+        KafkaError::from_rdkafka(error, &self.bootstrap, &self.transactional_id)
+    }
+
+    fn begin(&mut self) -> Result<(), KafkaError> {
+        if !self.open {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| self.error(&e))?;
+            self.open = true;
+            self.opened_at = Some(Instant::now());
+            self.records = 0;
+            self.bytes = 0;
+        }
+        Ok(())
+    }
+
+    /// Records in the open transaction.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Bytes in the open transaction.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// How long the open transaction has been open.
+    pub fn open_for(&self) -> Option<Duration> {
+        self.opened_at.map(|t| t.elapsed())
+    }
+
+    /// Whether a transaction is open.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Adds a record to the open transaction (opening one if needed).
+    pub async fn send(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: OwnedHeaders,
+    ) -> Result<(), KafkaError> {
+        self.begin()?;
+        let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+        let mut record: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    back,
+                )) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => return Err(self.error(&e)),
+            }
+        }
+        self.records += 1;
+        self.bytes += size;
+        Ok(())
+    }
+
+    /// Writes `position` and commits the transaction (opening one if nothing was sent, so a
+    /// quiet source still moves its stored position).
+    pub async fn commit(&mut self, position: &StoredPosition) -> Result<(), KafkaError> {
+        let value = serde_json::to_vec(position).map_err(|e| KafkaError::Fatal {
+            bootstrap: self.bootstrap.clone(),
+            detail: format!("cannot encode the position: {e}"),
+        })?;
+        let topic = self.offsets_topic.clone();
+        let key = self.name.clone().into_bytes();
+        self.send(&topic, Some(&key), Some(&value), OwnedHeaders::new())
+            .await?;
+        let producer = Arc::clone(&self.producer);
+        let timeout = self.timeout;
+        let result = blocking(move || producer.commit_transaction(timeout)).await;
+        self.open = false;
+        self.opened_at = None;
+        if let Err(e) = result {
+            let error = self.error(&e);
+            self.abort().await;
+            return Err(error);
+        }
+        if let Some(detail) = self.producer.context().take() {
+            return Err(KafkaError::Transient {
+                bootstrap: self.bootstrap.clone(),
+                detail,
+            });
+        }
+        Ok(())
+    }
+
+    /// Aborts the open transaction, if any (its records are never seen by read_committed
+    /// consumers).
+    pub async fn abort(&mut self) {
+        let producer = Arc::clone(&self.producer);
+        let timeout = self.timeout;
+        if let Err(e) = blocking(move || producer.abort_transaction(timeout)).await {
+            tracing::debug!(error = %e, "abort_transaction");
+        }
+        self.producer.context().take();
+        self.open = false;
+        self.opened_at = None;
+    }
+}
+
+/// Runs a blocking librdkafka call on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> rdkafka::error::KafkaResult<T> + Send + 'static,
+) -> rdkafka::error::KafkaResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) => Err(rdkafka::error::KafkaError::Canceled).inspect_err(|_| {
+            tracing::error!(error = %e, "blocking Kafka call panicked or was cancelled");
+        }),
+    }
+}

@@ -1,0 +1,1111 @@
+//! The capture pipeline: binlog in, Kafka transactions out, one controllable task.
+//!
+//! [`run`] retries transient failures (lost source or broker) from the last committed
+//! position with exponential backoff; everything else moves the status to FAILED with the
+//! error kept. Inside, a [`Streamer`] reads events in order and keeps three positions: the
+//! event being read, the end of the last complete source transaction (the *boundary*, what a
+//! commit stores), and what was last committed. Kafka transactions end only at boundaries,
+//! except when a source transaction is split for size; then the stored position says how many
+//! of its rows are out, and a restart skips exactly those.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use mysql_async::{BinlogStream, Conn};
+use rdkafka::message::{Header, OwnedHeaders};
+use rowferry_shared::codec::{CodecOptions, Encoder, ValueFormat};
+use rowferry_shared::event::{
+    ChangeEvent, ColumnSchema, Row, RowChange, RowKey, SharedTableSchema, SnapshotMarker,
+    SourceInfo, TableId, TableSchema, TransactionInfo, Value,
+};
+use rowferry_shared::position::{Flavor, Gtid, GtidSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::binlog::DecodeError;
+use crate::binlog::decoder::RowDecoder;
+use crate::binlog::events::{SourceEvent, classify, verify_checksum};
+use crate::binlog::table_map::TableMap;
+use crate::config::{CaptureConfig, ConfigError};
+use crate::filter::{Filter, FilterError};
+use crate::kafka::KafkaError;
+use crate::kafka::offsets::{
+    POSITION_VERSION, PartialTransaction, StoredPosition, ensure_topic, read_position,
+};
+use crate::kafka::writer::{TransactionalWriter, client_config};
+use crate::source::{self, SourceError, SourceFacts, StreamStart};
+use crate::status::{State, StatusSender};
+
+/// Why a capture stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A filter pattern does not compile.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// The source failed or refused.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Kafka failed.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// A binlog event could not be decoded.
+    #[error("binlog {file}:{pos}: {source}")]
+    Decode {
+        file: String,
+        pos: u64,
+        source: Box<DecodeError>,
+    },
+    /// A change could not be encoded.
+    #[error("{0}")]
+    Codec(String),
+    /// The stored position does not fit this source.
+    #[error("stored position unusable: {0}")]
+    Position(String),
+}
+
+impl CaptureError {
+    /// Whether restarting from the last committed position can help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CaptureError::Source(e) => e.is_transient(),
+            CaptureError::Kafka(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs the capture until `cancel` fires (graceful stop: the transaction in flight is finished
+/// and committed) or a non-transient error.
+pub async fn run(
+    config: CaptureConfig,
+    status: StatusSender,
+    cancel: CancellationToken,
+) -> Result<(), CaptureError> {
+    let initial = Duration::from_millis(config.source.retry_initial_ms.max(50));
+    let mut delay = initial;
+    loop {
+        status.send_modify(|s| {
+            s.state = State::Starting;
+        });
+        let started = Instant::now();
+        let result = run_once(&config, &status, &cancel).await;
+        match result {
+            Ok(()) => {
+                status.send_modify(|s| {
+                    s.state = State::Stopped;
+                    s.error = None;
+                });
+                return Ok(());
+            }
+            Err(error) if error.is_transient() && !cancel.is_cancelled() => {
+                if started.elapsed() > Duration::from_secs(60) {
+                    delay = initial;
+                }
+                tracing::warn!(%error, retry_in = ?delay, "capture interrupted; retrying from the last committed position");
+                status.send_modify(|s| {
+                    s.state = State::Retrying;
+                    s.error = Some(error.to_string());
+                });
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = cancel.cancelled() => {
+                        status.send_modify(|s| s.state = State::Stopped);
+                        return Ok(());
+                    }
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            Err(error) => {
+                tracing::error!(%error, "capture failed");
+                status.send_modify(|s| {
+                    s.state = State::Failed;
+                    s.error = Some(error.to_string());
+                });
+                return Err(error);
+            }
+        }
+    }
+}
+
+async fn run_once(
+    config: &CaptureConfig,
+    status: &StatusSender,
+    cancel: &CancellationToken,
+) -> Result<(), CaptureError> {
+    let filter = Filter::new(&config.filter)?;
+    // Registering the transactional id first fences older instances and aborts what they left
+    // open, so the stored position read next is the last one really committed.
+    let writer = TransactionalWriter::start(&config.kafka, &config.name).await?;
+    let client = client_config(&config.kafka);
+    ensure_topic(&client, &config.kafka.offsets_topic).await?;
+    let stored = {
+        let (client, topic, name) = (
+            client.clone(),
+            config.kafka.offsets_topic.clone(),
+            config.name.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            read_position(&client, &topic, &name, Duration::from_secs(30))
+        })
+        .await
+        .map_err(|e| CaptureError::Position(e.to_string()))??
+    };
+
+    let password = config.source_password()?;
+    let opts = source::connection_opts(&config.source.url, password.as_ref().map(|p| p.expose()))?;
+    let mut meta = source::connect(&opts).await?;
+    let facts = source::preflight(&mut meta, config.source.server_id).await?;
+    status.send_modify(|s| {
+        s.flavor = Some(facts.flavor.to_string());
+        s.server_version = Some(facts.version.clone());
+        s.metadata_source = Some(
+            if facts.full_row_metadata {
+                "binlog"
+            } else {
+                "information_schema"
+            }
+            .into(),
+        );
+        s.committed = stored.clone();
+    });
+    if !facts.full_row_metadata {
+        tracing::warn!(
+            "binlog_row_metadata is not FULL: column names come from information_schema, which \
+             is wrong for changes logged before a later ALTER TABLE; set binlog_row_metadata=FULL"
+        );
+    }
+    let (start, resume) = match &stored {
+        Some(position) => resume_from(&mut meta, &facts, position).await?,
+        None => (
+            source::resolve_start(&mut meta, &facts, &config.source.start).await?,
+            None,
+        ),
+    };
+    tracing::info!(file = %start.file, gtids = ?start.gtids.as_ref().map(ToString::to_string), "streaming");
+    let stream_conn = source::connect(&opts).await?;
+    let stream = source::open_stream(
+        stream_conn,
+        &facts,
+        &start,
+        config.source.server_id,
+        config.heartbeat_interval(),
+    )
+    .await?;
+
+    let format = match config.output.format.as_str() {
+        "protobuf" => ValueFormat::Protobuf,
+        _ => ValueFormat::DebeziumJson {
+            schemas: config.output.schemas,
+        },
+    };
+    let encoder = Encoder::new(
+        format,
+        CodecOptions::new(config.topic_prefix(), env!("CARGO_PKG_VERSION")),
+    );
+    let boundary = stored.clone().unwrap_or_else(|| StoredPosition {
+        version: POSITION_VERSION,
+        flavor: facts.flavor.to_string(),
+        source_server_id: facts.server_id,
+        file: start.file.file.clone(),
+        pos: start.file.pos,
+        gtids: start.gtids.as_ref().map(ToString::to_string),
+        partial: None,
+        source_ts_ms: 0,
+    });
+    let mut streamer = Streamer {
+        config,
+        filter,
+        decoder: RowDecoder::new(facts.collations.clone()),
+        facts,
+        encoder,
+        format,
+        writer,
+        meta,
+        status,
+        file: start.file.file.clone(),
+        gtids: start.gtids.clone(),
+        committed: stored.clone(),
+        boundary,
+        group: None,
+        resume,
+        views: HashMap::new(),
+        keys: HashMap::new(),
+        fde_seen: false,
+        last_commit: Instant::now(),
+    };
+    streamer.stream(stream, cancel).await
+}
+
+/// A split transaction to resume inside: skip this many rows of the first transaction.
+#[derive(Debug, Clone)]
+struct Resume {
+    gtid: Option<String>,
+    rows_done: u64,
+}
+
+async fn resume_from(
+    meta: &mut Conn,
+    facts: &SourceFacts,
+    position: &StoredPosition,
+) -> Result<(StreamStart, Option<Resume>), CaptureError> {
+    if position.flavor != facts.flavor.to_string() {
+        return Err(CaptureError::Position(format!(
+            "it was written for a {} source, this one is {}; seek to a position of this source",
+            position.flavor, facts.flavor
+        )));
+    }
+    let gtids = position
+        .gtids
+        .as_deref()
+        .map(|text| GtidSet::parse_as(facts.flavor, text))
+        .transpose()
+        .map_err(|e| CaptureError::Position(e.to_string()))?;
+    let (file, pos) = match &position.partial {
+        Some(partial) => (partial.file.clone(), partial.pos),
+        None => (position.file.clone(), position.pos),
+    };
+    let file = rowferry_shared::position::BinlogFilePosition::new(file, pos);
+    match (&gtids, facts.flavor) {
+        (Some(set), Flavor::MariaDb) | (Some(set), Flavor::MySql) if facts.gtids => {
+            source::check_gtids_available(meta, facts, set).await?;
+        }
+        _ => {
+            if position.source_server_id != facts.server_id {
+                return Err(CaptureError::Position(format!(
+                    "file positions of server_id {} are meaningless on server_id {} without GTIDs; \
+                     seek to a position of this server",
+                    position.source_server_id, facts.server_id
+                )));
+            }
+            let files = source::binlog_files(meta).await?;
+            source::check_file_available(&files, &file)?;
+        }
+    }
+    let resume = position.partial.as_ref().map(|p| Resume {
+        gtid: p.gtid.clone(),
+        rows_done: p.rows_done,
+    });
+    Ok((StreamStart { file, gtids }, resume))
+}
+
+/// A source transaction (event group) being read.
+struct Group {
+    gtid: Option<Gtid>,
+    /// File and position of its first event.
+    start_file: String,
+    start_pos: u64,
+    /// A BEGIN (or a MariaDB transactional GTID) opened it; otherwise one statement ends it.
+    transactional: bool,
+    /// Row changes seen so far (emitted or skipped).
+    rows: u64,
+    /// Rows to skip (already delivered before a restart).
+    skip: u64,
+    /// Rows of this group in the open Kafka transaction.
+    rows_in_kafka_txn: u64,
+    thread_id: Option<u64>,
+    total_order: u64,
+    table_orders: HashMap<TableId, u64>,
+    /// Transaction id for the `transaction` block.
+    id: String,
+}
+
+/// How one table's rows are projected into records.
+struct TableView {
+    source: Arc<TableMap>,
+    schema: SharedTableSchema,
+    keep: Option<Vec<usize>>,
+}
+
+struct Streamer<'a> {
+    config: &'a CaptureConfig,
+    filter: Filter,
+    facts: SourceFacts,
+    decoder: RowDecoder,
+    encoder: Encoder,
+    format: ValueFormat,
+    writer: TransactionalWriter,
+    meta: Conn,
+    status: &'a StatusSender,
+    /// Binlog file being read.
+    file: String,
+    /// GTIDs of the complete groups read so far.
+    gtids: Option<GtidSet>,
+    committed: Option<StoredPosition>,
+    /// The position after the last complete group read.
+    boundary: StoredPosition,
+    group: Option<Group>,
+    resume: Option<Resume>,
+    views: HashMap<TableId, Arc<TableView>>,
+    keys: HashMap<TableId, Option<(bool, Vec<String>)>>,
+    fde_seen: bool,
+    last_commit: Instant,
+}
+
+/// The first ROTATE of a dump arrives before the FORMAT_DESCRIPTION, so when the source
+/// writes checksums its name still carries the 4 checksum bytes.
+fn rotate_name(raw: &[u8], carries_checksum: bool) -> String {
+    let name = if carries_checksum && raw.len() > 4 {
+        &raw[..raw.len() - 4]
+    } else {
+        raw
+    };
+    String::from_utf8_lossy(name).into_owned()
+}
+
+impl Streamer<'_> {
+    fn decode_error(&self, pos: u64, source: DecodeError) -> CaptureError {
+        CaptureError::Decode {
+            file: self.file.clone(),
+            pos,
+            source: Box::new(source),
+        }
+    }
+
+    async fn stream(
+        &mut self,
+        mut stream: BinlogStream,
+        cancel: &CancellationToken,
+    ) -> Result<(), CaptureError> {
+        self.status.send_modify(|s| {
+            s.state = State::Running;
+            s.error = None;
+        });
+        let linger = Duration::from_millis(self.config.batch.linger_ms.max(1));
+        let mut stopping: Option<Instant> = None;
+        loop {
+            if stopping.is_none() && cancel.is_cancelled() {
+                self.status.send_modify(|s| s.state = State::Stopping);
+                stopping = Some(Instant::now());
+            }
+            if let Some(since) = stopping {
+                if self.group.is_none() {
+                    self.commit_boundary(true).await?;
+                    return Ok(());
+                }
+                if since.elapsed() > Duration::from_secs(30) {
+                    // The transaction in flight never ended; its records are aborted and will
+                    // be read again after a restart.
+                    self.writer.abort().await;
+                    return Ok(());
+                }
+            }
+            let wait = if self.writer.is_open() && self.group.is_none() {
+                linger.saturating_sub(self.writer.open_for().unwrap_or_default())
+            } else {
+                Duration::from_millis(self.config.batch.position_heartbeat_ms.max(100))
+            };
+            let next = tokio::select! {
+                next = stream.next() => next,
+                () = tokio::time::sleep(wait) => {
+                    self.idle().await?;
+                    continue;
+                }
+                () = cancel.cancelled(), if stopping.is_none() => continue,
+            };
+            let event = match next {
+                Some(Ok(event)) => event,
+                Some(Err(e)) => return Err(SourceError::Stream(e).into()),
+                None => {
+                    return Err(SourceError::Stream(mysql_async::Error::Other(
+                        "the source closed the binlog stream".into(),
+                    ))
+                    .into());
+                }
+            };
+            self.handle(&event).await?;
+        }
+    }
+
+    /// Nothing arrived for a while: commit what waits at a boundary, refresh the position.
+    async fn idle(&mut self) -> Result<(), CaptureError> {
+        if self.group.is_some() {
+            return Ok(());
+        }
+        if self.writer.is_open() {
+            return self.commit_boundary(false).await;
+        }
+        self.maybe_heartbeat_commit().await
+    }
+
+    async fn maybe_heartbeat_commit(&mut self) -> Result<(), CaptureError> {
+        let heartbeat = Duration::from_millis(self.config.batch.position_heartbeat_ms);
+        let moved = self.committed.as_ref() != Some(&self.boundary);
+        if moved && self.last_commit.elapsed() >= heartbeat {
+            self.commit_boundary(true).await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &mut self,
+        event: &mysql_async::binlog::events::Event,
+    ) -> Result<(), CaptureError> {
+        let header = event.header();
+        let end = u64::from(header.log_pos());
+        let start = end.saturating_sub(u64::from(header.event_size()));
+        if self.fde_seen {
+            verify_checksum(event, start).map_err(|e| self.decode_error(start, e))?;
+        }
+        let fde = event.fde().clone();
+        let classified = classify(event, &fde).map_err(|e| self.decode_error(start, e))?;
+        match classified {
+            SourceEvent::FormatDescription { .. } => self.fde_seen = true,
+            SourceEvent::Rotate { file, position } => {
+                let file = rotate_name(&file, !self.fde_seen && self.facts.checksums);
+                if file != self.file {
+                    self.decoder.forget_tables();
+                }
+                self.file = file;
+                if self.group.is_none() && header.timestamp() != 0 {
+                    self.boundary.file = self.file.clone();
+                    self.boundary.pos = position;
+                }
+            }
+            SourceEvent::Heartbeat => {
+                self.status.send_modify(|s| s.lag_seconds = Some(0.0));
+                if self.group.is_none() {
+                    self.maybe_heartbeat_commit().await?;
+                }
+            }
+            SourceEvent::Gtid { gtid, standalone } => {
+                self.begin_group(
+                    Some(gtid),
+                    start,
+                    !standalone && self.facts.flavor == Flavor::MariaDb,
+                )?;
+            }
+            SourceEvent::AnonymousGtid => self.begin_group(None, start, false)?,
+            SourceEvent::Begin { thread_id } => {
+                if self.group.is_none() {
+                    self.begin_group(None, start, true)?;
+                }
+                if let Some(group) = &mut self.group {
+                    group.transactional = true;
+                    group.thread_id = Some(u64::from(thread_id));
+                }
+            }
+            SourceEvent::Commit | SourceEvent::Rollback => {
+                self.end_group(end, header.timestamp()).await?
+            }
+            SourceEvent::Statement { sql, thread_id, .. } => {
+                if is_ddl(&sql) {
+                    // Keys and (in information_schema mode) definitions may have changed.
+                    self.keys.clear();
+                    self.views.clear();
+                    self.decoder = RowDecoder::new(self.facts.collations.clone());
+                }
+                match &mut self.group {
+                    Some(group) if group.transactional => {
+                        group.thread_id.get_or_insert(u64::from(thread_id));
+                    }
+                    Some(_) => self.end_group(end, header.timestamp()).await?,
+                    None => {
+                        // A statement outside any group (no GTIDs, no BEGIN): it is its own group.
+                        self.begin_group(None, start, false)?;
+                        self.end_group(end, header.timestamp()).await?;
+                    }
+                }
+            }
+            SourceEvent::TableMap(tme) => {
+                let id = TableId::new(tme.database_name(), tme.table_name());
+                if self.filter.includes_table(&id) {
+                    if let Some(table) = self.decoder.needs_definition(&tme) {
+                        let definition = source::table_definition(&mut self.meta, &table).await?;
+                        self.decoder.set_definition(table, definition);
+                    }
+                    self.decoder
+                        .table_map(&tme)
+                        .map_err(|e| self.decode_error(start, e))?;
+                }
+            }
+            SourceEvent::Rows { table_id, body, .. } => {
+                let Ok((map, changes)) = (match self.decoder.rows(table_id, &body) {
+                    // A table the filter left out has no map: skip its rows.
+                    Err(DecodeError::UnknownTable { .. }) => Err(()),
+                    Err(e) => return Err(self.decode_error(start, e)),
+                    Ok(decoded) => Ok(decoded),
+                }) else {
+                    return Ok(());
+                };
+                if self.group.is_none() {
+                    self.begin_group(None, start, false)?;
+                }
+                let view = self.table_view(&map).await?;
+                for (row, change) in changes.into_iter().enumerate() {
+                    self.emit(
+                        &view,
+                        change,
+                        start,
+                        row as u32,
+                        header.timestamp(),
+                        header.server_id(),
+                    )
+                    .await?;
+                }
+                self.status.send_modify(|s| {
+                    s.lag_seconds =
+                        Some((now_ms() as f64 / 1000.0 - f64::from(header.timestamp())).max(0.0));
+                });
+            }
+            SourceEvent::Annotate(_)
+            | SourceEvent::GtidsBefore(_)
+            | SourceEvent::BinlogCheckpoint(_)
+            | SourceEvent::TransactionPayload { .. }
+            | SourceEvent::Stop
+            | SourceEvent::Ignored { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn begin_group(
+        &mut self,
+        gtid: Option<Gtid>,
+        start: u64,
+        transactional: bool,
+    ) -> Result<(), CaptureError> {
+        let skip = match self.resume.take() {
+            Some(resume) => {
+                let found = gtid.as_ref().map(ToString::to_string);
+                if resume.gtid.is_some() && resume.gtid != found {
+                    return Err(CaptureError::Position(format!(
+                        "the stored position resumes inside transaction {:?}, but the binlog \
+                         continues with {found:?}; seek to a position explicitly",
+                        resume.gtid
+                    )));
+                }
+                resume.rows_done
+            }
+            None => 0,
+        };
+        let id = match &gtid {
+            Some(gtid) => gtid.to_string(),
+            None => format!("file={},pos={start}", self.file),
+        };
+        self.group = Some(Group {
+            gtid,
+            start_file: self.file.clone(),
+            start_pos: start,
+            transactional,
+            rows: 0,
+            skip,
+            rows_in_kafka_txn: 0,
+            thread_id: None,
+            total_order: 0,
+            table_orders: HashMap::new(),
+            id,
+        });
+        Ok(())
+    }
+
+    async fn end_group(&mut self, end: u64, timestamp: u32) -> Result<(), CaptureError> {
+        let Some(group) = self.group.take() else {
+            return Ok(());
+        };
+        if let (Some(gtid), Some(set)) = (&group.gtid, &mut self.gtids) {
+            set.add(gtid)
+                .map_err(|e| CaptureError::Position(e.to_string()))?;
+        }
+        self.boundary = StoredPosition {
+            version: POSITION_VERSION,
+            flavor: self.facts.flavor.to_string(),
+            source_server_id: self.facts.server_id,
+            file: self.file.clone(),
+            pos: end,
+            gtids: self.gtids.as_ref().map(ToString::to_string),
+            partial: None,
+            source_ts_ms: i64::from(timestamp) * 1000,
+        };
+        self.status.send_modify(|s| s.source_transactions += 1);
+        let batch = &self.config.batch;
+        let full = self.writer.records() >= batch.max_records
+            || self.writer.bytes() >= batch.max_bytes
+            || self
+                .writer
+                .open_for()
+                .is_some_and(|t| t >= Duration::from_millis(batch.linger_ms));
+        if self.writer.is_open() && full {
+            self.commit_boundary(false).await
+        } else if !self.writer.is_open() {
+            self.maybe_heartbeat_commit().await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Commits the open Kafka transaction (or a position-only one when `force`) at the boundary.
+    async fn commit_boundary(&mut self, force: bool) -> Result<(), CaptureError> {
+        if !self.writer.is_open() && (!force || self.committed.as_ref() == Some(&self.boundary)) {
+            return Ok(());
+        }
+        let position = self.boundary.clone();
+        self.commit(position).await
+    }
+
+    async fn commit(&mut self, position: StoredPosition) -> Result<(), CaptureError> {
+        let records = self.writer.records() as u64;
+        self.writer.commit(&position).await?;
+        self.last_commit = Instant::now();
+        self.committed = Some(position.clone());
+        self.status.send_modify(|s| {
+            s.committed = Some(position);
+            s.records_committed += records;
+            s.kafka_transactions += 1;
+        });
+        Ok(())
+    }
+
+    /// Splits the group in flight: commits what is out of it, with a position saying so.
+    async fn commit_split(&mut self) -> Result<(), CaptureError> {
+        let Some(group) = &mut self.group else {
+            return Ok(());
+        };
+        group.rows_in_kafka_txn = 0;
+        let mut position = self.boundary.clone();
+        position.partial = Some(PartialTransaction {
+            gtid: group.gtid.as_ref().map(ToString::to_string),
+            file: group.start_file.clone(),
+            pos: group.start_pos,
+            rows_done: group.rows,
+        });
+        self.commit(position).await
+    }
+
+    async fn table_view(&mut self, map: &Arc<TableMap>) -> Result<Arc<TableView>, CaptureError> {
+        let id = &map.schema.id;
+        if let Some(view) = self.views.get(id)
+            && Arc::ptr_eq(&view.source, map)
+        {
+            return Ok(Arc::clone(view));
+        }
+        if !self.keys.contains_key(id) {
+            let key = source::table_key(&mut self.meta, id).await.unwrap_or(None);
+            self.keys.insert(id.clone(), key);
+        }
+        let key_names = self.keys.get(id).cloned().flatten();
+        let excluded = self.filter.excluded_columns(&map.schema);
+        let keep: Vec<usize> = (0..map.schema.columns.len())
+            .filter(|i| !excluded.contains(i))
+            .collect();
+        let columns: Vec<ColumnSchema> = keep
+            .iter()
+            .map(|&i| map.schema.columns[i].clone())
+            .collect();
+        let position_of = |name: &str| columns.iter().position(|c| c.name == name);
+        let key = match &key_names {
+            Some((primary, names)) => {
+                let indexes: Option<Vec<usize>> = names.iter().map(|n| position_of(n)).collect();
+                match (indexes, primary) {
+                    (Some(indexes), true) => RowKey::Primary(indexes),
+                    (Some(indexes), false) => RowKey::Unique(indexes),
+                    // Key columns excluded or unknown names (no metadata): the binlog's key.
+                    (None, _) => remap_key(&map.schema.key, &keep),
+                }
+            }
+            None => remap_key(&map.schema.key, &keep),
+        };
+        let schema = Arc::new(TableSchema {
+            id: id.clone(),
+            columns,
+            key,
+        });
+        let view = Arc::new(TableView {
+            source: Arc::clone(map),
+            schema,
+            keep: (!excluded.is_empty()).then_some(keep),
+        });
+        self.views.insert(id.clone(), Arc::clone(&view));
+        Ok(view)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn emit(
+        &mut self,
+        view: &TableView,
+        change: RowChange,
+        event_pos: u64,
+        row: u32,
+        timestamp: u32,
+        server_id: u32,
+    ) -> Result<(), CaptureError> {
+        let Some(group) = &mut self.group else {
+            return Ok(());
+        };
+        group.rows += 1;
+        if group.rows <= group.skip {
+            return Ok(());
+        }
+        let change = project(change, view.keep.as_deref());
+        let split_key_change = match &change {
+            RowChange::Update { before, after } => {
+                let key = view.schema.key.columns();
+                !key.is_empty() && key.iter().any(|&i| before.get(i) != after.get(i))
+            }
+            _ => false,
+        };
+        let source = SourceInfo {
+            flavor: self.facts.flavor,
+            name: self.config.topic_prefix().to_owned(),
+            ts_us: i64::from(timestamp) * 1_000_000,
+            snapshot: SnapshotMarker::No,
+            server_id,
+            gtid: group.gtid.as_ref().map(ToString::to_string),
+            file: self.file.clone(),
+            pos: event_pos,
+            row,
+            thread: group.thread_id,
+            query: None,
+        };
+        let position_header = format!("{}:{}", self.file, event_pos);
+        let gtid_header = source.gtid.clone();
+        let topic = format!(
+            "{}.{}.{}",
+            self.config.topic_prefix(),
+            view.schema.id.db,
+            view.schema.id.table
+        );
+        let mut old_key: Option<Vec<u8>> = None;
+        let mut new_key: Option<Vec<u8>> = None;
+        let parts: Vec<(RowChange, Option<KeyHeader>)> = match change {
+            // Debezium's way for a key change: delete under the old key, create under the new.
+            RowChange::Update { before, after } if split_key_change => {
+                let codec =
+                    |e: rowferry_shared::codec::CodecError| CaptureError::Codec(e.to_string());
+                old_key = self
+                    .encoder
+                    .encode_key(&view.schema, &before)
+                    .map_err(codec)?;
+                new_key = self
+                    .encoder
+                    .encode_key(&view.schema, &after)
+                    .map_err(codec)?;
+                vec![
+                    (RowChange::Delete { before }, Some(KeyHeader::NewKey)),
+                    (RowChange::Insert { after }, Some(KeyHeader::OldKey)),
+                ]
+            }
+            other => vec![(other, None)],
+        };
+        for (change, key_header) in parts {
+            let Some(group) = &mut self.group else {
+                return Ok(());
+            };
+            group.total_order += 1;
+            let order = group
+                .table_orders
+                .entry(view.schema.id.clone())
+                .or_insert(0);
+            *order += 1;
+            let transaction = TransactionInfo {
+                id: group.id.clone(),
+                total_order: group.total_order,
+                data_collection_order: *order,
+            };
+            let is_delete = matches!(change, RowChange::Delete { .. });
+            let event = ChangeEvent {
+                schema: Arc::clone(&view.schema),
+                change,
+                source: source.clone(),
+                transaction: Some(transaction),
+                ts_us: now_us(),
+            };
+            let record = self
+                .encoder
+                .encode(&event)
+                .map_err(|e| CaptureError::Codec(format!("{}: {e}", view.schema.id)))?;
+            let mut headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "content-type",
+                    value: Some(self.format.content_type()),
+                })
+                .insert(Header {
+                    key: "rowferry.source.position",
+                    value: Some(position_header.as_str()),
+                });
+            if let Some(gtid) = &gtid_header {
+                headers = headers.insert(Header {
+                    key: "rowferry.source.gtid",
+                    value: Some(gtid.as_str()),
+                });
+            }
+            match key_header {
+                Some(KeyHeader::NewKey) => {
+                    headers = headers.insert(Header {
+                        key: "__debezium.newkey",
+                        value: new_key.as_deref(),
+                    });
+                }
+                Some(KeyHeader::OldKey) => {
+                    headers = headers.insert(Header {
+                        key: "__debezium.oldkey",
+                        value: old_key.as_deref(),
+                    });
+                }
+                None => {}
+            }
+            self.send_record(&topic, &event, record.key.as_deref(), record.value, headers)
+                .await?;
+            if is_delete && self.config.output.tombstones && record.key.is_some() {
+                self.writer
+                    .send(&topic, record.key.as_deref(), None, OwnedHeaders::new())
+                    .await?;
+            }
+        }
+        let split_at = self.config.batch.split_transaction_rows as u64;
+        let Some(group) = &mut self.group else {
+            return Ok(());
+        };
+        group.rows_in_kafka_txn += 1;
+        if group.rows_in_kafka_txn >= split_at {
+            self.commit_split().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one change record, applying the large-record policy.
+    async fn send_record(
+        &mut self,
+        topic: &str,
+        event: &ChangeEvent,
+        key: Option<&[u8]>,
+        value: Vec<u8>,
+        headers: OwnedHeaders,
+    ) -> Result<(), CaptureError> {
+        let limit = self.config.kafka.max_record_bytes;
+        let size = key.map_or(0, <[u8]>::len) + value.len();
+        if size <= limit {
+            self.writer.send(topic, key, Some(&value), headers).await?;
+            return Ok(());
+        }
+        let key_text = key
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_else(|| "(none)".into());
+        match self.config.output.large_record_policy.as_str() {
+            "dead-letter" => {
+                let dlq = self
+                    .config
+                    .output
+                    .dead_letter_topic
+                    .clone()
+                    .unwrap_or_else(|| format!("{}.dead-letter", self.config.topic_prefix()));
+                let size_text = size.to_string();
+                let headers = headers
+                    .insert(Header {
+                        key: "rowferry.table",
+                        value: Some(event.schema.id.to_string().as_str()),
+                    })
+                    .insert(Header {
+                        key: "rowferry.record.bytes",
+                        value: Some(size_text.as_str()),
+                    });
+                tracing::warn!(table = %event.schema.id, key = %key_text, size, "record too large; key sent to the dead-letter topic");
+                self.writer.send(&dlq, key, None, headers).await?;
+                Ok(())
+            }
+            "truncate" => {
+                let truncated = truncate_to_fit(event, limit, &mut self.encoder)
+                    .map_err(CaptureError::Codec)?;
+                tracing::warn!(table = %event.schema.id, key = %key_text, size, "record too large; large columns truncated");
+                self.writer
+                    .send(
+                        topic,
+                        truncated.key.as_deref(),
+                        Some(&truncated.value),
+                        headers,
+                    )
+                    .await?;
+                Ok(())
+            }
+            _ => Err(KafkaError::RecordTooLarge {
+                table: event.schema.id.to_string(),
+                key: key_text,
+                size,
+                limit,
+            }
+            .into()),
+        }
+    }
+}
+
+/// Which Debezium key-change header a record of a split key update carries.
+enum KeyHeader {
+    /// On the delete: the row's new key.
+    NewKey,
+    /// On the create: the row's old key.
+    OldKey,
+}
+
+/// Marker appended to a value shortened by the `truncate` policy.
+pub const TRUNCATION_MARKER: &str = "…[truncated by rowferry]";
+
+/// Shortens the largest text/binary values until the record fits `limit`.
+fn truncate_to_fit(
+    event: &ChangeEvent,
+    limit: usize,
+    encoder: &mut Encoder,
+) -> Result<rowferry_shared::codec::EncodedRecord, String> {
+    let mut event = event.clone();
+    for _ in 0..64 {
+        let record = encoder.encode(&event).map_err(|e| e.to_string())?;
+        let size = record.key.as_ref().map_or(0, Vec::len) + record.value.len();
+        if size <= limit {
+            return Ok(record);
+        }
+        let excess = size - limit;
+        let key_columns = event.schema.key.columns().to_vec();
+        let shortened = shorten_largest(
+            &mut event.change,
+            &key_columns,
+            excess + TRUNCATION_MARKER.len() + 64,
+        );
+        if !shortened {
+            break;
+        }
+    }
+    Err(format!(
+        "{}: the record does not fit kafka.max_record_bytes even with its large columns truncated",
+        event.schema.id
+    ))
+}
+
+fn shorten_largest(change: &mut RowChange, key_columns: &[usize], by: usize) -> bool {
+    let rows: Vec<&mut Row> = match change {
+        RowChange::Read { after } | RowChange::Insert { after } => vec![after],
+        RowChange::Update { before, after } => vec![before, after],
+        RowChange::Delete { before } => vec![before],
+    };
+    let mut any = false;
+    for row in rows {
+        let largest = row
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !key_columns.contains(i))
+            .max_by_key(|(_, v)| value_len(v))
+            .map(|(i, _)| i);
+        let Some(i) = largest else { continue };
+        // Base64 in JSON makes bytes a third larger than they are.
+        let cut = by * 3 / 4 + 1;
+        match &mut row[i] {
+            Value::Text(s) | Value::Json(s) if s.len() > cut => {
+                let mut keep = s.len() - cut;
+                while !s.is_char_boundary(keep) {
+                    keep -= 1;
+                }
+                s.truncate(keep);
+                s.push_str(TRUNCATION_MARKER);
+                any = true;
+            }
+            Value::Bytes(b) if b.len() > cut => {
+                b.truncate(b.len() - cut);
+                b.extend_from_slice(TRUNCATION_MARKER.as_bytes());
+                any = true;
+            }
+            _ => {}
+        }
+    }
+    any
+}
+
+fn value_len(value: &Value) -> usize {
+    match value {
+        Value::Text(s) | Value::Json(s) | Value::Decimal(s) => s.len(),
+        Value::Bytes(b) | Value::Bit(b) => b.len(),
+        _ => 0,
+    }
+}
+
+/// Leaves out excluded columns.
+fn project(change: RowChange, keep: Option<&[usize]>) -> RowChange {
+    let Some(keep) = keep else {
+        return change;
+    };
+    let pick = |row: Row| -> Row { keep.iter().filter_map(|&i| row.get(i).cloned()).collect() };
+    match change {
+        RowChange::Read { after } => RowChange::Read { after: pick(after) },
+        RowChange::Insert { after } => RowChange::Insert { after: pick(after) },
+        RowChange::Update { before, after } => RowChange::Update {
+            before: pick(before),
+            after: pick(after),
+        },
+        RowChange::Delete { before } => RowChange::Delete {
+            before: pick(before),
+        },
+    }
+}
+
+fn remap_key(key: &RowKey, keep: &[usize]) -> RowKey {
+    let remap = |columns: &[usize]| -> Option<Vec<usize>> {
+        columns
+            .iter()
+            .map(|c| keep.iter().position(|k| k == c))
+            .collect()
+    };
+    match key {
+        RowKey::Primary(c) => remap(c).map_or(RowKey::None, RowKey::Primary),
+        RowKey::Unique(c) => remap(c).map_or(RowKey::None, RowKey::Unique),
+        RowKey::None => RowKey::None,
+    }
+}
+
+fn is_ddl(sql: &str) -> bool {
+    let first = sql
+        .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
+        .split(|c: char| c.is_whitespace())
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    matches!(
+        first.as_str(),
+        "ALTER" | "CREATE" | "DROP" | "RENAME" | "TRUNCATE"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotate_names_lose_stray_checksum_bytes() {
+        assert_eq!(
+            rotate_name(b"mariadb-bin.000001\x01\xff\x03\x04", true),
+            "mariadb-bin.000001"
+        );
+        assert_eq!(
+            rotate_name(b"mariadb-bin.000002", false),
+            "mariadb-bin.000002"
+        );
+    }
+
+    #[test]
+    fn recognises_ddl() {
+        assert!(is_ddl("ALTER TABLE t ADD c INT"));
+        assert!(is_ddl("  create table x (a int)"));
+        assert!(!is_ddl("INSERT INTO t VALUES (1)"));
+    }
+
+    #[test]
+    fn remaps_keys_through_projection() {
+        assert_eq!(
+            remap_key(&RowKey::Primary(vec![2]), &[0, 2]),
+            RowKey::Primary(vec![1])
+        );
+        assert_eq!(remap_key(&RowKey::Primary(vec![1]), &[0, 2]), RowKey::None);
+    }
+}

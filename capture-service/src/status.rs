@@ -1,0 +1,79 @@
+//! What a capture reports about itself: lifecycle state, position, lag and counters.
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::kafka::offsets::StoredPosition;
+
+/// Lifecycle states (the brief's state machine; SNAPSHOTTING and PAUSED arrive with the
+/// control plane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    /// Not running.
+    Stopped,
+    /// Connecting, checking the source, reading the stored position.
+    Starting,
+    /// Streaming the binlog.
+    Running,
+    /// Waiting to retry after a transient error (the error is kept).
+    Retrying,
+    /// Finishing the transaction in flight before stopping.
+    Stopping,
+    /// Stopped by an error that retrying cannot fix (the error is kept).
+    Failed,
+}
+
+/// A snapshot of a capture's status.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaptureStatus {
+    /// Lifecycle state.
+    pub state: State,
+    /// The last error, for RETRYING and FAILED.
+    pub error: Option<String>,
+    /// `mysql` or `mariadb`, once connected.
+    pub flavor: Option<String>,
+    /// The source's `@@version`.
+    pub server_version: Option<String>,
+    /// `binlog` (FULL row metadata) or `information_schema` (weaker: a table altered between
+    /// a change and its capture is decoded with its newer definition).
+    pub metadata_source: Option<String>,
+    /// The last committed position.
+    pub committed: Option<StoredPosition>,
+    /// Seconds between the source commit of the last event read and now; 0 when caught up
+    /// (the source's heartbeats say it has nothing newer).
+    pub lag_seconds: Option<f64>,
+    /// Row change records committed to Kafka.
+    pub records_committed: u64,
+    /// Kafka transactions committed.
+    pub kafka_transactions: u64,
+    /// Source transactions fully delivered.
+    pub source_transactions: u64,
+}
+
+impl Default for CaptureStatus {
+    fn default() -> Self {
+        Self {
+            state: State::Stopped,
+            error: None,
+            flavor: None,
+            server_version: None,
+            metadata_source: None,
+            committed: None,
+            lag_seconds: None,
+            records_committed: 0,
+            kafka_transactions: 0,
+            source_transactions: 0,
+        }
+    }
+}
+
+/// The sending half: the pipeline updates it, readers watch it.
+pub type StatusSender = watch::Sender<CaptureStatus>;
+/// The receiving half.
+pub type StatusReceiver = watch::Receiver<CaptureStatus>;
+
+/// A new status channel, starting at STOPPED.
+pub fn channel() -> (StatusSender, StatusReceiver) {
+    watch::channel(CaptureStatus::default())
+}

@@ -1,0 +1,175 @@
+//! Running rowferry-capture in tests: in-process (the library's pipeline task) for behaviour
+//! tests, as a child process for crash tests.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use rowferry_capture::config::CaptureConfig;
+use rowferry_capture::pipeline::{self, CaptureError};
+use rowferry_capture::status::{self, CaptureStatus, State, StatusReceiver};
+use rowferry_shared::position::BinlogFilePosition;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::Stack;
+
+/// The binlog end of the source now (`SHOW MASTER STATUS`).
+pub async fn binlog_end(admin: &mut Conn) -> Result<BinlogFilePosition> {
+    let row: mysql_async::Row = admin
+        .query_first("SHOW MASTER STATUS")
+        .await?
+        .context("binary logging is off")?;
+    Ok(BinlogFilePosition::new(
+        row.get::<String, _>(0).context("File")?,
+        row.get::<u64, _>(1).context("Position")?,
+    ))
+}
+
+/// Capture configuration for a test: its own name, topic prefix, offsets topic and server id,
+/// capturing only `db`, starting at `start`. `extra` is appended TOML (sections allowed).
+pub fn capture_toml(
+    stack: &Stack,
+    name: &str,
+    db: &str,
+    start: &str,
+    server_id: u32,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+name = "{name}"
+[source]
+url = "{url}"
+server_id = {server_id}
+start = "{start}"
+heartbeat_interval_ms = 500
+retry_initial_ms = 200
+[kafka]
+bootstrap_servers = "{bootstrap}"
+offsets_topic = "{name}.offsets"
+transaction_timeout_ms = 20000
+[batch]
+linger_ms = 20
+position_heartbeat_ms = 500
+[filter]
+include_databases = ["{db}"]
+[control]
+grpc_listen = ""
+{extra}
+"#,
+        url = stack.source_repl_url,
+        bootstrap = stack.kafka_bootstrap,
+    )
+}
+
+/// Parses a test configuration, with environment overrides ignored.
+pub fn config(toml: &str) -> Result<CaptureConfig> {
+    CaptureConfig::from_toml(toml).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A capture pipeline running in this process.
+pub struct InProcess {
+    /// Cancels the pipeline (graceful stop).
+    pub cancel: CancellationToken,
+    /// Status updates.
+    pub status: StatusReceiver,
+    handle: JoinHandle<Result<(), CaptureError>>,
+}
+
+impl InProcess {
+    /// Starts the pipeline.
+    pub fn start(config: CaptureConfig) -> Self {
+        let cancel = CancellationToken::new();
+        let (tx, rx) = status::channel();
+        let handle = tokio::spawn(pipeline::run(config, tx, cancel.clone()));
+        Self {
+            cancel,
+            status: rx,
+            handle,
+        }
+    }
+
+    /// Waits until the committed position reaches `target` (a file position on the source),
+    /// failing early if the pipeline fails.
+    pub async fn wait_committed(
+        &mut self,
+        target: &BinlogFilePosition,
+        timeout: Duration,
+    ) -> Result<CaptureStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.status.borrow().clone();
+            if status.state == State::Failed {
+                bail!("capture failed: {:?}", status.error);
+            }
+            if let Some(committed) = &status.committed {
+                let at = BinlogFilePosition::new(committed.file.clone(), committed.pos);
+                if committed.partial.is_none()
+                    && at
+                        .compare(target)
+                        .is_ok_and(|o| o != std::cmp::Ordering::Less)
+                {
+                    return Ok(status);
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("capture did not commit up to {target} within {timeout:?}: {status:?}");
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), self.status.changed()).await;
+        }
+    }
+
+    /// Waits for the pipeline to reach `state` (or fail).
+    pub async fn wait_state(&mut self, state: State, timeout: Duration) -> Result<CaptureStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.status.borrow().clone();
+            if status.state == state {
+                return Ok(status);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("capture did not reach {state:?} within {timeout:?}: {status:?}");
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), self.status.changed()).await;
+        }
+    }
+
+    /// Stops gracefully and returns the pipeline's result.
+    pub async fn stop(self) -> Result<()> {
+        self.cancel.cancel();
+        match tokio::time::timeout(Duration::from_secs(60), self.handle).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => bail!("capture ended with an error: {e}"),
+            Ok(Err(e)) => bail!("capture task panicked: {e}"),
+            Err(_) => bail!("capture did not stop within 60 s"),
+        }
+    }
+
+    /// Waits for the pipeline to end by itself (after a fatal error).
+    pub async fn join(self, timeout: Duration) -> Result<Result<(), CaptureError>> {
+        Ok(tokio::time::timeout(timeout, self.handle)
+            .await
+            .context("capture still running")??)
+    }
+}
+
+/// The `rowferry-capture` binary next to the test executables (built by `cargo test
+/// --workspace`, which builds every member's binaries).
+pub fn capture_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("test executable has no parent directory")?;
+    let binary = dir.join("rowferry-capture");
+    if !binary.exists() {
+        bail!(
+            "{} is missing: build it first (cargo build -p rowferry-capture, or cargo test --workspace)",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
