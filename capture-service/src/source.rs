@@ -167,8 +167,13 @@ pub async fn preflight(conn: &mut Conn, our_server_id: u32) -> Result<SourceFact
             "give the capture a server_id no server or replica of this source uses",
         ));
     }
+    let may_list_replicas = check_privileges(conn).await?;
     // Other replicas registered with our id would have their stream cut (or cut ours).
-    if let Ok(hosts) = conn.query::<mysql_async::Row, _>("SHOW SLAVE HOSTS").await {
+    if !may_list_replicas {
+        tracing::debug!(
+            "the capture account may not list replicas; server_id clashes with other replicas are not checked"
+        );
+    } else if let Ok(hosts) = conn.query::<mysql_async::Row, _>("SHOW SLAVE HOSTS").await {
         for host in hosts {
             if text(&host, 0).parse::<u32>().ok() == Some(our_server_id) {
                 return Err(refused(
@@ -178,7 +183,6 @@ pub async fn preflight(conn: &mut Conn, our_server_id: u32) -> Result<SourceFact
             }
         }
     }
-    check_privileges(conn).await?;
 
     let full_row_metadata = match conn
         .query_first::<mysql_async::Row, _>("SELECT @@binlog_row_metadata")
@@ -219,8 +223,9 @@ pub async fn preflight(conn: &mut Conn, our_server_id: u32) -> Result<SourceFact
 }
 
 /// REPLICATION SLAVE (read the binlog), REPLICATION CLIENT / BINLOG MONITOR (list binlogs) and
-/// SELECT (information_schema fallback, snapshots) on `*.*`.
-async fn check_privileges(conn: &mut Conn) -> Result<(), SourceError> {
+/// SELECT (information_schema fallback, snapshots) on `*.*`. Returns whether the account may
+/// also list the source's replicas (`SHOW SLAVE HOSTS`).
+async fn check_privileges(conn: &mut Conn) -> Result<bool, SourceError> {
     let grants = query_rows(conn, "SHOW GRANTS").await?;
     let global: Vec<String> = grants
         .iter()
@@ -243,7 +248,7 @@ async fn check_privileges(conn: &mut Conn) -> Result<(), SourceError> {
         missing.push("SELECT");
     }
     if missing.is_empty() {
-        return Ok(());
+        return Ok(has("REPLICATION MASTER ADMIN") || has("SUPER"));
     }
     Err(refused(
         format!("the capture account lacks {}", missing.join(", ")),

@@ -82,6 +82,14 @@ pub struct InProcess {
 impl InProcess {
     /// Starts the pipeline.
     pub fn start(config: CaptureConfig) -> Self {
+        // Logs go to the test's output (shown for failing tests); RUST_LOG sets the level.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_test_writer()
+            .try_init();
         let cancel = CancellationToken::new();
         let (tx, rx) = status::channel();
         let handle = tokio::spawn(pipeline::run(config, tx, cancel.clone()));

@@ -4,6 +4,22 @@
 pub mod offsets;
 pub mod writer;
 
+/// librdkafka client context that reports errors through `tracing` at the right level and
+/// stays quiet about the end-of-partition events readers ask for.
+#[derive(Default)]
+pub struct QuietContext;
+
+impl rdkafka::client::ClientContext for QuietContext {
+    fn error(&self, error: RdError, reason: &str) {
+        match error {
+            RdError::PartitionEOF(_) => {}
+            other => tracing::warn!(error = %other, reason, "librdkafka"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietContext {}
+
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 
 /// What went wrong talking to Kafka.
@@ -42,9 +58,9 @@ impl KafkaError {
         let code = error.rdkafka_error_code();
         let fenced = matches!(
             code,
-            Some(RDKafkaErrorCode::ProducerFenced)
+            Some(RDKafkaErrorCode::Fenced)
+                | Some(RDKafkaErrorCode::ProducerFenced)
                 | Some(RDKafkaErrorCode::InvalidProducerEpoch)
-                | Some(RDKafkaErrorCode::InvalidProducerIdMapping)
         );
         if fenced || error.to_string().to_ascii_lowercase().contains("fenced") {
             return KafkaError::Fenced {
@@ -53,7 +69,7 @@ impl KafkaError {
         }
         let fatal = match error {
             RdError::Transaction(e) => e.is_fatal(),
-            _ => false,
+            _ => code == Some(RDKafkaErrorCode::Fatal),
         };
         let detail = error.to_string();
         if fatal {
@@ -65,6 +81,31 @@ impl KafkaError {
             KafkaError::Transient {
                 bootstrap: bootstrap.to_owned(),
                 detail,
+            }
+        }
+    }
+
+    /// Classifies the producer's fatal error.
+    pub fn from_fatal(
+        code: RDKafkaErrorCode,
+        reason: &str,
+        bootstrap: &str,
+        transactional_id: &str,
+    ) -> Self {
+        let fenced = matches!(
+            code,
+            RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+        ) || reason.to_ascii_lowercase().contains("fenced");
+        if fenced {
+            KafkaError::Fenced {
+                transactional_id: transactional_id.to_owned(),
+            }
+        } else {
+            KafkaError::Fatal {
+                bootstrap: bootstrap.to_owned(),
+                detail: format!("{code}: {reason}"),
             }
         }
     }

@@ -123,7 +123,9 @@ pub fn read_position(
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest");
-    let consumer: BaseConsumer = config.create().map_err(|e| fail(e.to_string()))?;
+    let consumer: BaseConsumer<super::QuietContext> = config
+        .create_with_context(super::QuietContext)
+        .map_err(|e| fail(e.to_string()))?;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(|e| fail(format!("cannot read metadata of {topic}: {e}")))?;

@@ -120,6 +120,11 @@ impl TransactionalWriter {
     }
 
     fn error(&self, error: &rdkafka::error::KafkaError) -> KafkaError {
+        // After a fatal error every call fails with a generic "Fatal"; the cause (fenced or
+        // not) is only kept by the client.
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            return KafkaError::from_fatal(code, &reason, &self.bootstrap, &self.transactional_id);
+        }
         KafkaError::from_rdkafka(error, &self.bootstrap, &self.transactional_id)
     }
 

@@ -1,0 +1,225 @@
+//! Exactly once across stops and takeovers: a clean restart continues with no gap and no
+//! duplicate, a split source transaction resumes inside itself, and a second instance with the
+//! same name fences the first.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use rowferry_capture::status::State;
+use rowferry_tests::capture::{InProcess, binlog_end, capture_toml, config};
+use rowferry_tests::kafka::read_committed;
+use rowferry_tests::{Stack, unique_name, unique_server_id};
+
+/// Inserts rows `from..to` of `seq`, `per_txn` rows per transaction.
+async fn insert_seq(admin: &mut Conn, db: &str, from: u64, to: u64, per_txn: u64) -> Result<()> {
+    let mut n = from;
+    while n < to {
+        let last = (n + per_txn).min(to);
+        let values: Vec<String> = (n..last).map(|i| format!("({i}, 'row {i}')")).collect();
+        admin
+            .query_drop(format!(
+                "INSERT INTO `{db}`.seq (n, note) VALUES {}",
+                values.join(",")
+            ))
+            .await?;
+        n = last;
+    }
+    Ok(())
+}
+
+/// How many records each `n` has in the topic (creates only).
+fn counts(stack: &Stack, topic: &str) -> Result<BTreeMap<u64, usize>> {
+    let mut counts = BTreeMap::new();
+    for record in read_committed(&stack.kafka_bootstrap, topic)? {
+        let value = record.json()?;
+        let n = value["payload"]["after"]["n"]
+            .as_u64()
+            .context("record without after.n")?;
+        *counts.entry(n).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+fn assert_exactly_once(counts: &BTreeMap<u64, usize>, expected: u64) -> Result<()> {
+    let missing: Vec<u64> = (0..expected).filter(|n| !counts.contains_key(n)).collect();
+    let twice: Vec<(u64, usize)> = counts
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(n, c)| (*n, *c))
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "{} rows missing, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    ensure!(
+        twice.is_empty(),
+        "{} rows duplicated, first {:?}",
+        twice.len(),
+        &twice[..twice.len().min(10)]
+    );
+    ensure!(
+        counts.len() as u64 == expected,
+        "{} rows, expected {expected}",
+        counts.len()
+    );
+    Ok(())
+}
+
+async fn setup(stack: &Stack, prefix: &str) -> Result<(Conn, String)> {
+    let db = unique_name(prefix);
+    let mut admin = Conn::new(stack.source_admin_opts()?).await?;
+    admin.query_drop(format!("CREATE DATABASE `{db}`")).await?;
+    admin
+        .query_drop(format!(
+            "CREATE TABLE `{db}`.seq (n BIGINT PRIMARY KEY, note VARCHAR(40))"
+        ))
+        .await?;
+    Ok((admin, db))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_restart_continues_without_gap_or_duplicate() -> Result<()> {
+    let stack = Stack::from_env()?;
+    let (mut admin, db) = setup(&stack, "cap_restart").await?;
+    let name = unique_name("caprestart");
+    let start = binlog_end(&mut admin).await?;
+    let toml = capture_toml(
+        &stack,
+        &name,
+        &db,
+        &start.to_string(),
+        unique_server_id(),
+        "",
+    );
+
+    let mut first = InProcess::start(config(&toml)?);
+    insert_seq(&mut admin, &db, 0, 100, 7).await?;
+    first
+        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
+        .await?;
+    first.stop().await?;
+
+    // Changes made while no capture runs are picked up after the restart.
+    insert_seq(&mut admin, &db, 100, 200, 9).await?;
+    let mut second = InProcess::start(config(&toml)?);
+    insert_seq(&mut admin, &db, 200, 300, 1).await?;
+    second
+        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
+        .await?;
+    second.stop().await?;
+
+    assert_exactly_once(&counts(&stack, &format!("{name}.{db}.seq"))?, 300)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_split_transaction_resumes_exactly_inside_itself() -> Result<()> {
+    let stack = Stack::from_env()?;
+    let (mut admin, db) = setup(&stack, "cap_split").await?;
+    let name = unique_name("capsplit");
+    let start = binlog_end(&mut admin).await?;
+    // Split every 100 rows; a 1000-row transaction becomes 10 Kafka transactions.
+    let toml = capture_toml(
+        &stack,
+        &name,
+        &db,
+        &start.to_string(),
+        unique_server_id(),
+        "[batch]\nsplit_transaction_rows = 100\nlinger_ms = 20\nposition_heartbeat_ms = 500\n",
+    )
+    .replace("[batch]\nlinger_ms = 20\nposition_heartbeat_ms = 500\n", "");
+    let capture = InProcess::start(config(&toml)?);
+    insert_seq(&mut admin, &db, 0, 1000, 1000).await?;
+    // Stop as soon as part of the transaction is committed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = capture.status.borrow().clone();
+        if status
+            .committed
+            .as_ref()
+            .is_some_and(|c| c.partial.is_some())
+        {
+            break;
+        }
+        ensure!(
+            status.state != State::Failed,
+            "capture failed: {:?}",
+            status.error
+        );
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no partial commit seen: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    capture.cancel.cancel();
+    let _ = capture.stop().await;
+
+    let mut capture = InProcess::start(config(&toml)?);
+    insert_seq(&mut admin, &db, 1000, 1010, 1).await?;
+    capture
+        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
+        .await?;
+    capture.stop().await?;
+    assert_exactly_once(&counts(&stack, &format!("{name}.{db}.seq"))?, 1010)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_instance_with_the_same_name_fences_the_first() -> Result<()> {
+    let stack = Stack::from_env()?;
+    let (mut admin, db) = setup(&stack, "cap_fence").await?;
+    let name = unique_name("capfence");
+    let start = binlog_end(&mut admin).await?;
+    let first_toml = capture_toml(
+        &stack,
+        &name,
+        &db,
+        &start.to_string(),
+        unique_server_id(),
+        "",
+    );
+    let second_toml = capture_toml(
+        &stack,
+        &name,
+        &db,
+        &start.to_string(),
+        unique_server_id(),
+        "",
+    );
+
+    let mut first = InProcess::start(config(&first_toml)?);
+    insert_seq(&mut admin, &db, 0, 50, 5).await?;
+    first
+        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
+        .await?;
+
+    let mut second = InProcess::start(config(&second_toml)?);
+    second
+        .wait_state(State::Running, Duration::from_secs(60))
+        .await?;
+    insert_seq(&mut admin, &db, 50, 150, 5).await?;
+    // The first instance learns it was fenced at its next produce or commit, and stops.
+    let status = first
+        .wait_state(State::Failed, Duration::from_secs(60))
+        .await?;
+    let error = status.error.unwrap_or_default();
+    ensure!(
+        error.contains("fenced"),
+        "first instance failed with {error:?}"
+    );
+    let result = first.join(Duration::from_secs(10)).await?;
+    ensure!(
+        result.is_err(),
+        "the fenced instance must stop with an error"
+    );
+
+    second
+        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
+        .await?;
+    second.stop().await?;
+    assert_exactly_once(&counts(&stack, &format!("{name}.{db}.seq"))?, 150)
+}
