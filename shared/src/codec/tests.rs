@@ -18,6 +18,7 @@ use crate::event::{
 };
 use crate::pb::event::v1 as pb;
 use crate::position::Flavor;
+use prost::Message;
 
 const SOURCE_SCHEMA: &str = concat!(
     r#"{"type":"struct","fields":["#,
@@ -1224,4 +1225,191 @@ fn protobuf_schema_part_is_cached_and_appended() {
     encoder.encode(&insert).unwrap();
     assert_eq!(encoder.table_renders(), 1);
     assert!(decode_protobuf(b"\xff\xff").is_err());
+}
+
+#[test]
+fn protobuf_rows_are_written_exactly_as_prost_would() {
+    use ColumnType as T;
+    use pb::value::Kind;
+    let schema = table(
+        "edge",
+        vec![
+            column("day", T::Date, false),
+            column("ratio", T::Double, false),
+            column("doc", T::Json, false),
+            column(
+                "note",
+                T::Text {
+                    size: LobSize::Tiny,
+                },
+                true,
+            ),
+            column("small", T::BigInt { unsigned: false }, false),
+            column("big", T::BigInt { unsigned: true }, false),
+            column("at", T::Time { fsp: 6 }, false),
+            column("missing", T::Int { unsigned: false }, true),
+            column(
+                "long_text",
+                T::Text {
+                    size: LobSize::Long,
+                },
+                false,
+            ),
+        ],
+        RowKey::Primary(vec![4, 0]),
+    );
+    let long_text = "x".repeat(300);
+    let row = vec![
+        Value::Date(date(1969, 12, 31)),
+        Value::Double(-0.5),
+        Value::Json("{}".to_owned()),
+        Value::Text("é😀".to_owned()),
+        Value::Int(i64::MIN),
+        Value::UInt(u64::MAX),
+        Value::Time(Time::from_total_micros(-1)),
+        Value::Null,
+        Value::Text(long_text.clone()),
+    ];
+    let expected: Vec<(&str, Option<Kind>)> = vec![
+        ("day", Some(Kind::Date(-1))),
+        ("ratio", Some(Kind::Double(-0.5))),
+        ("doc", Some(Kind::Json("{}".to_owned()))),
+        ("note", Some(Kind::Text("é😀".to_owned()))),
+        ("small", Some(Kind::Int(i64::MIN))),
+        ("big", Some(Kind::Uint(u64::MAX))),
+        ("at", Some(Kind::TimeMicros(-1))),
+        ("missing", None),
+        ("long_text", Some(Kind::Text(long_text))),
+    ];
+    let expected_row = pb::Row {
+        columns: expected
+            .into_iter()
+            .map(|(name, kind)| pb::Column {
+                name: name.to_owned(),
+                value: kind.map(|kind| pb::Value { kind: Some(kind) }),
+            })
+            .collect(),
+    };
+    let mut encoder = Encoder::new(ValueFormat::Protobuf, options());
+    let delete = event(&schema, RowChange::Delete { before: row });
+    let record = encoder.encode(&delete).unwrap();
+    let decoded = decode_protobuf(&record.value).unwrap();
+    assert_eq!(decoded.op(), pb::Operation::Delete);
+    assert_eq!(decoded.after, None);
+    assert_eq!(decoded.before.as_ref(), Some(&expected_row));
+
+    // The hand-written bytes are the bytes prost writes for the same field.
+    let before_field = pb::ChangeEvent {
+        before: Some(expected_row.clone()),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    assert!(
+        record
+            .value
+            .windows(before_field.len())
+            .any(|w| w == before_field)
+    );
+    let expected_key = pb::ChangeKey {
+        columns: vec![
+            expected_row.columns[4].clone(),
+            expected_row.columns[0].clone(),
+        ],
+    };
+    assert_eq!(record.key, Some(expected_key.encode_to_vec()));
+}
+
+/// Events per second for a wide (54 columns), a typical (10) and a narrow (2) table, updates
+/// with both images. Not a pass/fail test: run it with
+/// `cargo test -p rowferry-shared --release measure_encoding_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, run on demand in release mode"]
+fn measure_encoding_throughput() {
+    use ColumnType as T;
+    let cases = every_type();
+    let schema = every_type_table(&cases);
+    let row: Vec<Value> = cases.iter().map(|c| c.value.clone()).collect();
+    let small = items();
+    let typical = table(
+        "orders",
+        vec![
+            column("id", T::BigInt { unsigned: false }, false),
+            column("name", T::VarChar { length: 100 }, false),
+            column(
+                "price",
+                T::Decimal {
+                    precision: 10,
+                    scale: 2,
+                },
+                false,
+            ),
+            column("qty", T::Int { unsigned: false }, false),
+            column("created", T::DateTime { fsp: 6 }, false),
+            column("updated", T::Timestamp { fsp: 0 }, true),
+            column(
+                "status",
+                T::Enum {
+                    members: strings(&["new", "paid", "shipped"]),
+                },
+                false,
+            ),
+            column(
+                "note",
+                T::Text {
+                    size: LobSize::Regular,
+                },
+                true,
+            ),
+            column("flag", T::TinyInt { unsigned: false }, false),
+            column("weight", T::Double, true),
+        ],
+        RowKey::Primary(vec![0]),
+    );
+    let typical_row = vec![
+        Value::Int(123_456_789),
+        Value::Text("Blue desk lamp, 40W".to_owned()),
+        Value::Decimal("1234.50".to_owned()),
+        Value::Int(3),
+        Value::DateTime(datetime(date(2024, 3, 15), 12, 34, 56, 123_456)),
+        Value::Timestamp(Timestamp {
+            seconds: TS_SECONDS,
+            micros: 0,
+        }),
+        Value::Enum("paid".to_owned()),
+        Value::Text("Please deliver to the back door after 5pm.".to_owned()),
+        Value::Int(1),
+        Value::Double(2.75),
+    ];
+    for format in [
+        ValueFormat::DebeziumJson { schemas: true },
+        ValueFormat::DebeziumJson { schemas: false },
+        ValueFormat::Protobuf,
+    ] {
+        for (label, schema, row) in [
+            ("54-col", &schema, row.clone()),
+            ("10-col", &typical, typical_row.clone()),
+            ("2-col", &small, item(1, "desk lamp")),
+        ] {
+            let mut encoder = Encoder::new(format, options());
+            let update = event(
+                schema,
+                RowChange::Update {
+                    before: row.clone(),
+                    after: row,
+                },
+            );
+            let events: u32 = 200_000;
+            let start = std::time::Instant::now();
+            let mut bytes = 0;
+            for _ in 0..events {
+                bytes += encoder.encode(&update).unwrap().value.len();
+            }
+            let secs = start.elapsed().as_secs_f64();
+            eprintln!(
+                "{format} {label}: {:.0} events/s, {} bytes/value",
+                f64::from(events) / secs,
+                bytes / events as usize
+            );
+        }
+    }
 }
