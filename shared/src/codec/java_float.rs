@@ -154,10 +154,6 @@ fn closest_two_digit<F: JavaFloat>(magnitude: F) -> Option<([u8; 2], i32)> {
     let exponent: i32 = exponent.parse().ok()?;
     let mut chars = mantissa.bytes().filter(u8::is_ascii_digit);
     let (first, second) = (chars.next()?, chars.next()?);
-    if second == b'0' {
-        // The nearest two-digit decimal is the one-digit one: nothing closer reads back.
-        return None;
-    }
     let nearest_mantissa = i32::from(first - b'0') * 10 + i32::from(second - b'0');
     // The nearest two-digit decimal first; if it does not read back, the neighbour on the other
     // side of `magnitude` may (the one beyond the nearest cannot).

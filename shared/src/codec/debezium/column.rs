@@ -21,9 +21,11 @@
 //! no `default` (column defaults) and no `doc` (column comments) in field schemas; integer
 //! display widths are not propagated; FLOAT(M,D) columns, which Debezium writes as doubles,
 //! look like FLOAT and are written as floats; POINT columns, for which Debezium has a
-//! `Point` struct, are written as `Geometry` like every other spatial type. Years 0–99 of
-//! DATE/DATETIME/TIMESTAMP are written as stored, as with Debezium's
-//! `enable.time.adjuster=false` (its default moves them to 1970–2069).
+//! `Point` struct, are written as `Geometry` like every other spatial type; columns declared
+//! BOOL/BOOLEAN are TINYINT(1) in the binlog and written as INT16 (Debezium writes a boolean
+//! only when it parsed the original `BOOLEAN` DDL). Years 0–99 of DATE/DATETIME/TIMESTAMP are
+//! written as stored, as with Debezium's `enable.time.adjuster=false` (its default moves them
+//! to 2000–2069 and 1970–1999).
 
 use crate::codec::connect_decimal::{DecimalError, unscaled_from_text, unscaled_from_u64};
 use crate::codec::java_float::{push_f32, push_f64};

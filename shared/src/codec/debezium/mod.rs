@@ -12,9 +12,9 @@
 //! so that consumers written for Debezium's MySQL connector read both.
 
 mod column;
+mod connect_schema;
 
 pub(crate) use column::RowOrigin;
-mod connect_schema;
 
 use crate::event::{ChangeEvent, RowChange, TableSchema, Value};
 
