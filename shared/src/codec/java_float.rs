@@ -7,7 +7,7 @@
 //! keeps the closest (`1.4E-45`, not `1E-45`). The layout is plain (`123.45`, `0.001`) for
 //! 10⁻³ ≤ |x| < 10⁷ and `d.dddE[-]n` otherwise, always with at least one fractional digit.
 
-use std::fmt::LowerExp;
+use std::fmt::{self, LowerExp, Write};
 use std::str::FromStr;
 
 /// The two float widths, as far as the layout needs them.
@@ -71,8 +71,11 @@ fn push_java<F: JavaFloat>(out: &mut Vec<u8>, value: F) {
         out.extend_from_slice(b"0.0");
         return;
     }
-    let shortest = format!("{magnitude:e}");
-    let (mantissa, exponent) = shortest.split_once('e').unwrap_or((&shortest, "0"));
+    let mut shortest = Scratch::default();
+    // A float's `{:e}` is at most 24 bytes; the scratch has room for twice that.
+    let _ = write!(shortest, "{magnitude:e}");
+    let shortest = shortest.as_str();
+    let (mantissa, exponent) = shortest.split_once('e').unwrap_or((shortest, "0"));
     let mut exponent: i32 = exponent.parse().unwrap_or(0);
     let mut digits = Digits::default();
     for d in mantissa.bytes().filter(u8::is_ascii_digit) {
@@ -89,6 +92,37 @@ fn push_java<F: JavaFloat>(out: &mut Vec<u8>, value: F) {
         exponent = closer_exponent;
     }
     lay_out(out, digits.as_slice(), exponent);
+}
+
+/// A stack buffer to format into: floats are written per value, so no heap allocation.
+struct Scratch {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self {
+            bytes: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl Scratch {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl Write for Scratch {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let end = self.len + text.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// Significant decimal digits (ASCII); a double has at most 17.
@@ -114,8 +148,9 @@ impl Digits {
 /// The two-digit decimal Java would pick when one digit suffices: the closest two-digit
 /// decimal that still reads back as `magnitude`, as two ASCII digits and an exponent.
 fn closest_two_digit<F: JavaFloat>(magnitude: F) -> Option<([u8; 2], i32)> {
-    let nearest = format!("{magnitude:.1e}");
-    let (mantissa, exponent) = nearest.split_once('e')?;
+    let mut nearest = Scratch::default();
+    write!(nearest, "{magnitude:.1e}").ok()?;
+    let (mantissa, exponent) = nearest.as_str().split_once('e')?;
     let exponent: i32 = exponent.parse().ok()?;
     let mut chars = mantissa.bytes().filter(u8::is_ascii_digit);
     let (first, second) = (chars.next()?, chars.next()?);
@@ -128,8 +163,15 @@ fn closest_two_digit<F: JavaFloat>(magnitude: F) -> Option<([u8; 2], i32)> {
             100 => (10, exponent + 1),
             m => (m, exponent),
         };
-        let text = format!("{}.{}e{candidate_exponent}", candidate / 10, candidate % 10);
-        if text.parse::<F>().ok() == Some(magnitude) {
+        let mut text = Scratch::default();
+        write!(
+            text,
+            "{}.{}e{candidate_exponent}",
+            candidate / 10,
+            candidate % 10
+        )
+        .ok()?;
+        if text.as_str().parse::<F>().ok() == Some(magnitude) {
             let digits = [b'0' + (candidate / 10) as u8, b'0' + (candidate % 10) as u8];
             return Some((digits, candidate_exponent));
         }

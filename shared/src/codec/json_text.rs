@@ -1,14 +1,17 @@
 //! JSON text written byte by byte, the way Kafka Connect's `JsonConverter` (Jackson) writes it.
 //!
-//! Jackson's defaults decide what "the same bytes" means: compact output, non-ASCII characters as
-//! raw UTF-8, `"` and `\` escaped, `\b \t \n \f \r` as short escapes, every other control
-//! character as `\u00XX` with upper-case hex, and nothing else escaped (not `/`, not U+007F,
-//! not U+2028). `byte[]` values are standard base64 with padding, without line breaks.
+//! Jackson's defaults decide what "the same bytes" means: compact output, characters of the Basic
+//! Multilingual Plane as raw UTF-8, characters beyond it (emoji) as their UTF-16 surrogate pair
+//! escaped (`\uD83D\uDE00`, Jackson's `COMBINE_UNICODE_SURROGATES_IN_UTF8` being off), `"` and
+//! `\` escaped, `\b \t \n \f \r` as short escapes, every other control character as `\u00XX`,
+//! hex in upper case, and nothing else escaped (not `/`, not U+007F, not U+2028). `byte[]`
+//! values are standard base64 with padding, without line breaks.
 
-/// What follows the backslash for each ASCII byte that must be escaped (0: written as is;
-/// `u`: written as `\u00XX`).
-const ESCAPES: [u8; 128] = {
-    let mut table = [0u8; 128];
+/// What follows the backslash for each byte that starts an escape (0: written as is; `u`: an
+/// ASCII control written as `\u00XX`; `s`: the first byte of a 4-byte UTF-8 sequence, written
+/// as a surrogate pair).
+const ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
     let mut i = 0;
     while i < 0x20 {
         table[i] = b'u';
@@ -21,6 +24,11 @@ const ESCAPES: [u8; 128] = {
     table[0x0D] = b'r';
     table[b'"' as usize] = b'"';
     table[b'\\' as usize] = b'\\';
+    let mut lead = 0xF0;
+    while lead < 0xF8 {
+        table[lead] = b's';
+        lead += 1;
+    }
     table
 };
 
@@ -38,23 +46,52 @@ pub(crate) fn push_string(out: &mut Vec<u8>, text: &str) {
 pub(crate) fn push_string_content(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     let mut clean_from = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        // Bytes of multi-byte UTF-8 sequences are >= 0x80 and pass through untouched.
-        let escape = match ESCAPES.get(usize::from(byte)) {
-            Some(&escape) if escape != 0 => escape,
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[clean_from..i]);
-        out.push(b'\\');
-        out.push(escape);
-        if escape == b'u' {
-            out.extend_from_slice(b"00");
-            out.push(HEX_UPPER[usize::from(byte >> 4)]);
-            out.push(HEX_UPPER[usize::from(byte & 0x0F)]);
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        let escape = ESCAPES[usize::from(byte)];
+        if escape == 0 {
+            i += 1;
+            continue;
         }
-        clean_from = i + 1;
+        out.extend_from_slice(&bytes[clean_from..i]);
+        match escape {
+            b'u' => {
+                push_unicode_escape(out, u16::from(byte));
+                i += 1;
+            }
+            b's' => {
+                // `text` is valid UTF-8, so a 4-byte lead starts a whole character.
+                let c = text[i..]
+                    .chars()
+                    .next()
+                    .unwrap_or(char::REPLACEMENT_CHARACTER);
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    push_unicode_escape(out, *unit);
+                }
+                i += c.len_utf8();
+            }
+            short => {
+                out.push(b'\\');
+                out.push(short);
+                i += 1;
+            }
+        }
+        clean_from = i;
     }
     out.extend_from_slice(&bytes[clean_from..]);
+}
+
+/// `\uXXXX` with upper-case hex.
+fn push_unicode_escape(out: &mut Vec<u8>, unit: u16) {
+    out.extend_from_slice(&[
+        b'\\',
+        b'u',
+        HEX_UPPER[usize::from(unit >> 12)],
+        HEX_UPPER[usize::from((unit >> 8) & 0xF)],
+        HEX_UPPER[usize::from((unit >> 4) & 0xF)],
+        HEX_UPPER[usize::from(unit & 0xF)],
+    ]);
 }
 
 /// Writes an unsigned integer in decimal.
@@ -136,9 +173,11 @@ mod tests {
         assert_eq!(string(r#"say "hi" \ bye"#), r#""say \"hi\" \\ bye""#);
         assert_eq!(string("a\nb\tc\rd\u{8}e\u{c}f"), r#""a\nb\tc\rd\be\ff""#);
         assert_eq!(string("\u{0}\u{1}\u{1f}"), r#""\u0000\u0001\u001F""#);
-        // Not escaped by Jackson's defaults: slash, DEL, line separators, non-ASCII.
+        // Not escaped by Jackson's defaults: slash, DEL, line separators, BMP characters.
         assert_eq!(string("/\u{7f}\u{2028}"), "\"/\u{7f}\u{2028}\"");
-        assert_eq!(string("é😀中"), "\"é😀中\"");
+        assert_eq!(string("é中\u{ffff}"), "\"é中\u{ffff}\"");
+        // Beyond the BMP: the UTF-16 surrogate pair, escaped.
+        assert_eq!(string("a😀b\u{10000}"), r#""a\uD83D\uDE00b\uD800\uDC00""#);
         assert_eq!(string(""), "\"\"");
     }
 

@@ -26,6 +26,9 @@ mod json_text;
 mod protobuf;
 mod value_fit;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -34,7 +37,7 @@ pub use format::{BigintUnsignedMode, CodecOptions, ValueFormat};
 pub use protobuf::{decode_protobuf, decode_protobuf_key};
 
 use crate::event::{ChangeEvent, SharedTableSchema, TableId, TableSchema, Value};
-use debezium::DebeziumTable;
+use debezium::{DebeziumTable, RowOrigin};
 use protobuf::ProtobufTable;
 
 /// The bytes of one Kafka record.
@@ -107,7 +110,8 @@ impl Encoder {
             None
         } else {
             let mut key = Vec::with_capacity(self.key_capacity);
-            rendering.write_key(schema, event.change.key_row(), &mut key)?;
+            let origin = debezium::row_origin(event);
+            rendering.write_key(schema, event.change.key_row(), origin, &mut key)?;
             Some(key)
         };
         let mut value = Vec::with_capacity(self.value_capacity);
@@ -117,8 +121,9 @@ impl Encoder {
         Ok(EncodedRecord { key, value })
     }
 
-    /// Encodes the Kafka key of `row` of `schema`'s table, or `None` when the table has no
-    /// key. Use it for tombstones and for the old key of an update that changes the key.
+    /// Encodes the Kafka key of `row` of `schema`'s table, as for a binlog change, or `None`
+    /// when the table has no key. Use it for tombstones and for the old key of an update that
+    /// changes the key.
     pub fn encode_key(
         &mut self,
         schema: &SharedTableSchema,
@@ -129,7 +134,7 @@ impl Encoder {
         }
         let rendering = self.tables.rendering(schema, self.format, &self.options)?;
         let mut key = Vec::with_capacity(self.key_capacity);
-        rendering.write_key(schema, row, &mut key)?;
+        rendering.write_key(schema, row, RowOrigin::Binlog, &mut key)?;
         self.key_capacity = self.key_capacity.max(key.len());
         Ok(Some(key))
     }
@@ -140,10 +145,11 @@ impl TableRendering {
         &self,
         schema: &TableSchema,
         row: &[Value],
+        origin: RowOrigin,
         out: &mut Vec<u8>,
     ) -> Result<(), CodecError> {
         match self {
-            TableRendering::Debezium(table) => table.write_key(schema, row, out),
+            TableRendering::Debezium(table) => table.write_key(schema, row, origin, out),
             TableRendering::Protobuf(table) => table.write_key(schema, row, out),
         }
     }

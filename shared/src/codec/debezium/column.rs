@@ -7,7 +7,11 @@
 //! and `PropagateSourceMetadataToSchemaParameter`. Where the binlog and Debezium disagree on
 //! what a value is, Debezium's streaming behaviour wins:
 //! - zero or impossible DATE/DATETIME values are null in nullable columns and the epoch (0)
-//!   otherwise; a zero TIMESTAMP is the epoch instant, nullable or not (the binlog stores 0);
+//!   otherwise;
+//! - TIMESTAMP depends on where Debezium read the row ([`RowOrigin`]): from the binlog it has
+//!   exactly `fsp` fractional digits and the zero TIMESTAMP (stored as 0) is the epoch instant;
+//!   from a snapshot (JDBC) it has Java's ISO format (no trailing zeros) and the zero TIMESTAMP
+//!   is null, or `1970-01-01T00:00:00Z` in a NOT NULL column;
 //! - YEAR 0000 is 1900 (Debezium reads the binlog byte as `1900 + n`); 1900 is not a valid
 //!   YEAR, so the value stays unambiguous;
 //! - an empty JSON value (possible in the binlog) is null, or `{}` in a NOT NULL column;
@@ -17,9 +21,11 @@
 //! no `default` (column defaults) and no `doc` (column comments) in field schemas; integer
 //! display widths are not propagated; FLOAT(M,D) columns, which Debezium writes as doubles,
 //! look like FLOAT and are written as floats; POINT columns, for which Debezium has a
-//! `Point` struct, are written as `Geometry` like every other spatial type. Years 0–99 of
-//! DATE/DATETIME/TIMESTAMP are written as stored, as with Debezium's
-//! `enable.time.adjuster=false` (its default moves them to 1970–2069).
+//! `Point` struct, are written as `Geometry` like every other spatial type; columns declared
+//! BOOL/BOOLEAN are TINYINT(1) in the binlog and written as INT16 (Debezium writes a boolean
+//! only when it parsed the original `BOOLEAN` DDL). Years 0–99 of DATE/DATETIME/TIMESTAMP are
+//! written as stored, as with Debezium's `enable.time.adjuster=false` (its default moves them
+//! to 2000–2069 and 1970–1999).
 
 use crate::codec::connect_decimal::{DecimalError, unscaled_from_text, unscaled_from_u64};
 use crate::codec::java_float::{push_f32, push_f64};
@@ -29,6 +35,15 @@ use crate::codec::{BigintUnsignedMode, CodecError, CodecOptions};
 use crate::event::{ColumnSchema, ColumnType, LobSize, TableSchema, Value};
 
 use super::connect_schema::ConnectSchema;
+
+/// Where a row was read, for the one type Debezium writes differently by path (TIMESTAMP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowOrigin {
+    /// A snapshot read (Debezium reads it over JDBC).
+    Snapshot,
+    /// A binlog row event.
+    Binlog,
+}
 
 /// How one column's values are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,6 +308,7 @@ fn source_type(column_type: &ColumnType) -> (String, Option<u32>, Option<u8>) {
 /// Writes one value, already checked to fit its column, as Debezium's JSON for `encoding`.
 pub(super) fn write_value(
     encoding: Encoding,
+    origin: RowOrigin,
     table: &TableSchema,
     column: &ColumnSchema,
     value: &Value,
@@ -339,6 +355,11 @@ pub(super) fn write_value(
             Some(micros) => push_i64(out, micros),
             None => write_zero(column, b"0", out),
         },
+        (Encoding::ZonedTimestamp { .. }, Value::Timestamp(timestamp))
+            if origin == RowOrigin::Snapshot && timestamp.seconds == 0 && timestamp.micros == 0 =>
+        {
+            write_zero(column, b"\"1970-01-01T00:00:00Z\"", out);
+        }
         (Encoding::ZonedTimestamp { fsp }, Value::Timestamp(timestamp)) => {
             let utc = timestamp.to_utc().ok_or_else(|| {
                 out_of_range(
@@ -350,7 +371,11 @@ pub(super) fn write_value(
                     ),
                 )
             })?;
-            write_zoned_timestamp(&utc, fsp, out);
+            let width = match origin {
+                RowOrigin::Binlog => fsp,
+                RowOrigin::Snapshot => 0,
+            };
+            write_zoned_timestamp(&utc, width, out);
         }
         (Encoding::Year, Value::Year(year)) => {
             push_u64(out, if *year == 0 { 1900 } else { u64::from(*year) });
@@ -460,7 +485,7 @@ fn push_member(out: &mut Vec<u8>, member: &str) {
 }
 
 /// `"2024-01-02T03:04:05.120Z"`: Debezium's `ZonedTimestamp` with exactly `fsp` fractional
-/// digits when the column declares them, else Java's ISO format (no trailing zeros).
+/// digits, or with `fsp` 0 Java's ISO format (as many as needed, no trailing zeros).
 fn write_zoned_timestamp(utc: &crate::event::DateTime, fsp: u8, out: &mut Vec<u8>) {
     out.push(b'"');
     push_padded(out, u32::from(utc.date.year), 4);

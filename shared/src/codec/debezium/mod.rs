@@ -14,7 +14,9 @@
 mod column;
 mod connect_schema;
 
-use crate::event::{ChangeEvent, TableSchema, Value};
+pub(crate) use column::RowOrigin;
+
+use crate::event::{ChangeEvent, RowChange, TableSchema, Value};
 
 use super::json_text::{push_i64, push_string, push_u64};
 use super::value_fit::{check_row_length, check_value_fits};
@@ -106,11 +108,12 @@ impl DebeziumTable {
         out: &mut Vec<u8>,
     ) -> Result<(), CodecError> {
         let table = &*event.schema;
+        let origin = row_origin(event);
         out.extend_from_slice(&self.value_head);
         out.extend_from_slice(b"{\"before\":");
-        self.write_optional_row(table, event.change.before(), out)?;
+        self.write_optional_row(table, event.change.before(), origin, out)?;
         out.extend_from_slice(b",\"after\":");
-        self.write_optional_row(table, event.change.after(), out)?;
+        self.write_optional_row(table, event.change.after(), origin, out)?;
         out.extend_from_slice(b",\"source\":");
         self.write_source(event, out);
         out.extend_from_slice(b",\"transaction\":");
@@ -143,6 +146,7 @@ impl DebeziumTable {
         &self,
         table: &TableSchema,
         row: &[Value],
+        origin: RowOrigin,
         out: &mut Vec<u8>,
     ) -> Result<(), CodecError> {
         check_row_length(table, row)?;
@@ -152,7 +156,7 @@ impl DebeziumTable {
             if i > 0 {
                 out.push(b',');
             }
-            self.write_field(table, index, &row[index], out)?;
+            self.write_field(table, index, &row[index], origin, out)?;
         }
         out.push(b'}');
         if self.schemas {
@@ -165,6 +169,7 @@ impl DebeziumTable {
         &self,
         table: &TableSchema,
         row: Option<&Vec<Value>>,
+        origin: RowOrigin,
         out: &mut Vec<u8>,
     ) -> Result<(), CodecError> {
         let Some(row) = row else {
@@ -177,7 +182,7 @@ impl DebeziumTable {
             if index > 0 {
                 out.push(b',');
             }
-            self.write_field(table, index, value, out)?;
+            self.write_field(table, index, value, origin, out)?;
         }
         out.push(b'}');
         Ok(())
@@ -188,12 +193,13 @@ impl DebeziumTable {
         table: &TableSchema,
         index: usize,
         value: &Value,
+        origin: RowOrigin,
         out: &mut Vec<u8>,
     ) -> Result<(), CodecError> {
         let column = &table.columns[index];
         check_value_fits(table, column, value)?;
         out.extend_from_slice(&self.field_prefixes[index]);
-        column::write_value(self.encodings[index], table, column, value, out)
+        column::write_value(self.encodings[index], origin, table, column, value, out)
     }
 
     fn write_source(&self, event: &ChangeEvent, out: &mut Vec<u8>) {
@@ -229,6 +235,14 @@ impl DebeziumTable {
         out.extend_from_slice(b",\"query\":");
         push_optional_string(out, source.query.as_deref());
         out.push(b'}');
+    }
+}
+
+/// Snapshot rows are what Debezium reads over JDBC; everything else comes from the binlog.
+pub(super) fn row_origin(event: &ChangeEvent) -> RowOrigin {
+    match event.change {
+        RowChange::Read { .. } => RowOrigin::Snapshot,
+        _ => RowOrigin::Binlog,
     }
 }
 
