@@ -48,7 +48,7 @@ impl Record {
 /// Reads every committed record of `topic` (all partitions) up to its end, with
 /// `isolation.level=read_committed`. A missing topic reads as empty.
 pub fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<Record>> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<rowferry_capture::kafka::QuietContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set(
             "group.id",
@@ -58,7 +58,7 @@ pub fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<Record>> {
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
         .set("allow.auto.create.topics", "false")
-        .create()
+        .create_with_context(rowferry_capture::kafka::QuietContext)
         .context("cannot create a Kafka consumer")?;
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))

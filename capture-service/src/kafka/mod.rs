@@ -11,10 +11,10 @@ pub struct QuietContext;
 
 impl rdkafka::client::ClientContext for QuietContext {
     fn error(&self, error: RdError, reason: &str) {
-        match error {
-            RdError::PartitionEOF(_) => {}
-            other => tracing::warn!(error = %other, reason, "librdkafka"),
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            return;
         }
+        tracing::warn!(%error, reason, "librdkafka");
     }
 }
 
