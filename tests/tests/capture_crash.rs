@@ -59,7 +59,11 @@ async fn write_load(
             continue;
         }
         i += 1;
-        let rows = if i % 40 == 0 { 2000 } else { 1 + rng.next(5) };
+        let rows = if i.is_multiple_of(40) {
+            2000
+        } else {
+            1 + rng.next(5)
+        };
         let from = next.load(Ordering::Relaxed);
         insert_range(&mut conn, &db, from, from + rows).await?;
         next.store(from + rows, Ordering::Relaxed);
