@@ -115,7 +115,15 @@ pub async fn run(
                 });
                 return Ok(());
             }
-            Err(error) if error.is_transient() && !cancel.is_cancelled() => {
+            Err(error) if error.is_transient() && cancel.is_cancelled() => {
+                // Asked to stop while retrying: nothing is lost, the position is stored.
+                status.send_modify(|s| {
+                    s.state = State::Stopped;
+                    s.error = Some(error.to_string());
+                });
+                return Ok(());
+            }
+            Err(error) if error.is_transient() => {
                 if started.elapsed() > Duration::from_secs(60) {
                     delay = initial;
                 }
