@@ -7,7 +7,7 @@ CARGO ?= cargo
 # Runs a command with the local stack's connection settings in its environment.
 WITH_STACK_ENV = eval "$$($(STACK) env)" &&
 
-.PHONY: help stack-up stack-down stack-status stack-reset stack-logs build lint test demo bench
+.PHONY: help stack-up stack-down stack-status stack-reset stack-logs build lint test demo bench soak-capture
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -41,6 +41,14 @@ demo: ## replicate a demo schema end to end (arrives with the services)
 	@echo "make demo needs rowferry-capture and rowferry-apply, which are not built yet (issues #3 and #4)" >&2
 	@exit 2
 
-bench: ## throughput, latency and memory benchmarks (arrive with the services)
-	@echo "make bench arrives with the capture and apply pipelines (issues #3 and #4)" >&2
-	@exit 2
+bench: stack-up ## capture catch-up benchmark: 1M row changes, events/s, MB/s, peak RSS
+	$(CARGO) build --release --locked -p rowferry-capture -p rowferry-tests --bin rowferry-capture --bin bench-capture
+	@echo "| format | row changes | catch-up | throughput | record bytes/s | bytes/record | peak RSS | capture CPU |"
+	@echo "|---|---|---|---|---|---|---|---|"
+	$(WITH_STACK_ENV) for run in debezium-json:true debezium-json:false protobuf:true; do \
+	  ROWFERRY_BENCH_FORMAT=$${run%%:*} ROWFERRY_BENCH_SCHEMAS=$${run##*:} \
+	    $${CARGO_TARGET_DIR:-target}/release/bench-capture || exit 1; \
+	done
+
+soak-capture: stack-up ## the capture crash test with 200 kill -9 instead of 20
+	$(WITH_STACK_ENV) ROWFERRY_CRASH_KILLS=200 $(CARGO) test --locked -p rowferry-tests --test capture_crash -- --nocapture

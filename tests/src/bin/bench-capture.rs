@@ -1,0 +1,170 @@
+//! `make bench`: catch-up throughput and peak memory of rowferry-capture.
+//!
+//! Fills the source binlog with row changes of a mixed-type table (1,000,000 by default;
+//! `ROWFERRY_BENCH_ROWS` changes it), then starts the release `rowferry-capture` at the
+//! position before them and measures until its stored position passes the last one: events/s,
+//! MB/s of record bytes written, and the process's peak RSS (VmHWM). Prints a table row for
+//! `docs/benchmarks.md`.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use rowferry_tests::capture::{binlog_end, capture_toml};
+use rowferry_tests::kafka::read_committed;
+use rowferry_tests::{Stack, unique_name, unique_server_id};
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// User + system CPU seconds the process has used (from /proc/<pid>/stat, 100 ticks/s).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+fn release_binary() -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("no parent")?;
+    let binary = dir.join("rowferry-capture");
+    if !binary.exists() {
+        bail!("{} is missing: cargo build --release -p rowferry-capture", binary.display());
+    }
+    Ok(binary)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let stack = Stack::from_env()?;
+    let rows: u64 = std::env::var("ROWFERRY_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let format = std::env::var("ROWFERRY_BENCH_FORMAT").unwrap_or_else(|_| "debezium-json".into());
+    let schemas = std::env::var("ROWFERRY_BENCH_SCHEMAS").map(|v| v != "false").unwrap_or(true);
+    let binary = release_binary()?;
+    let db = unique_name("bench");
+    let name = unique_name("bench");
+    let mut admin = Conn::new(stack.source_admin_opts()?).await?;
+    admin.query_drop(format!("CREATE DATABASE `{db}`")).await?;
+    admin
+        .query_drop(format!(
+            "CREATE TABLE `{db}`.orders (
+                id BIGINT UNSIGNED PRIMARY KEY,
+                customer INT NOT NULL,
+                amount DECIMAL(12,2) NOT NULL,
+                ratio DOUBLE,
+                status ENUM('new','paid','shipped') NOT NULL,
+                note VARCHAR(40),
+                created DATETIME(6) NOT NULL,
+                updated TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+            )"
+        ))
+        .await?;
+    let start = binlog_end(&mut admin).await?;
+    let fill = Instant::now();
+    let per_statement = 10_000u64;
+    let mut done = 0u64;
+    while done < rows {
+        let n = per_statement.min(rows - done);
+        // Inserts (80 %), then updates of half of them (20 % of the changes).
+        let inserts = n * 4 / 5;
+        admin
+            .query_drop(format!(
+                "INSERT INTO `{db}`.orders (id, customer, amount, ratio, status, note, created)
+                 SELECT {done} + seq, seq % 5000, (seq % 100000) / 100, seq / 7,
+                        ELT(1 + seq % 3, 'new', 'paid', 'shipped'), CONCAT('order ', seq),
+                        TIMESTAMP('2026-01-01') + INTERVAL seq SECOND
+                 FROM `{db}`.seq_1_to_{inserts}"
+            ))
+            .await?;
+        admin
+            .query_drop(format!(
+                "UPDATE `{db}`.orders SET status = 'paid', amount = amount + 1
+                 WHERE id > {done} AND id <= {done} + {}",
+                n - inserts
+            ))
+            .await?;
+        done += n;
+    }
+    let end = binlog_end(&mut admin).await?;
+    eprintln!("bench: {rows} row changes written in {:.1} s ({start} .. {end})", fill.elapsed().as_secs_f64());
+
+    let extra = format!(
+        "[output]\nformat = \"{format}\"\nschemas = {schemas}\n"
+    );
+    let toml = capture_toml(&stack, &name, &db, &start.to_string(), unique_server_id(), &extra)
+        .replace("linger_ms = 20", "linger_ms = 100")
+        .replace("position_heartbeat_ms = 500", "position_heartbeat_ms = 5000");
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir)?;
+    let config_path = dir.join("capture.toml");
+    std::fs::write(&config_path, toml)?;
+    let log = std::fs::File::create(dir.join("capture.log"))?;
+
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(&binary)
+        .arg("--config")
+        .arg(&config_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().context("no pid")?;
+    let mut peak = 0;
+    let elapsed = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
+        if let Some(status) = child.try_wait()? {
+            bail!("capture exited early: {status}; see {}", dir.join("capture.log").display());
+        }
+        let offsets = read_committed(&stack.kafka_bootstrap, &format!("{name}.offsets"))?;
+        if let Some(last) = offsets.last() {
+            let position = last.json()?;
+            let file = position["file"].as_str().unwrap_or_default().to_owned();
+            let pos = position["pos"].as_u64().unwrap_or(0);
+            let at = rowferry_shared::position::BinlogFilePosition::new(file, pos);
+            if position["partial"].is_null() && at.compare(&end).is_ok_and(|o| o.is_ge()) {
+                break started.elapsed();
+            }
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("capture did not catch up within 30 minutes");
+        }
+    };
+    peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
+    let cpu = cpu_seconds(pid).unwrap_or(0.0);
+    child.start_kill()?;
+    let _ = child.wait().await;
+
+    let records = read_committed(&stack.kafka_bootstrap, &format!("{name}.{db}.orders"))?;
+    let bytes: usize = records
+        .iter()
+        .map(|r| r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len))
+        .sum();
+    if records.len() as u64 != rows {
+        bail!("{} records for {rows} row changes", records.len());
+    }
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "| {format}{} | {rows} | {secs:.1} s | {:.0} events/s | {:.1} MB/s | {:.0} B | {:.1} MB | {:.0} % |",
+        if format == "debezium-json" && !schemas { " (no schemas)" } else { "" },
+        rows as f64 / secs,
+        bytes as f64 / secs / 1e6,
+        bytes as f64 / rows as f64,
+        peak as f64 / 1024.0,
+        100.0 * cpu / secs
+    );
+    admin.query_drop(format!("DROP DATABASE `{db}`")).await?;
+    Ok(())
+}
