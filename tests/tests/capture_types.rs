@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use mysql_async::Conn;
@@ -1096,15 +1096,50 @@ fn payload(record: &Record, schemas: bool) -> Result<Value> {
 }
 
 /// The records of `op` in a JSON topic, tombstones skipped.
-fn json_records(records: &[Record], op: &str, schemas: bool) -> Result<Vec<(Value, Value)>> {
+fn json_records<'r>(
+    records: &'r [Record],
+    op: &str,
+    schemas: bool,
+) -> Result<Vec<(&'r Record, Value)>> {
     let mut found = Vec::new();
     for record in records.iter().filter(|r| r.value.is_some()) {
         let payload = payload(record, schemas)?;
         if payload["op"] == op {
-            found.push((record.json()?, payload));
+            found.push((record, payload));
         }
     }
     Ok(found)
+}
+
+/// The row each create record is for (by the id in its image), with every row of the table
+/// created exactly once; mismatches go to `problems`.
+fn match_rows<'t, T>(
+    table: &'t Table,
+    creates: Vec<(Option<i64>, T)>,
+    problems: &mut Problems,
+) -> Vec<(&'t Row, T)> {
+    let mut matched: Vec<(&Row, T)> = Vec::new();
+    for (id, create) in creates {
+        match table.rows.iter().find(|r| Some(r.id) == id) {
+            Some(row) if matched.iter().any(|(m, _)| m.id == row.id) => {
+                problems.push(format!("{} id={}: created twice", table.name, row.id));
+            }
+            Some(row) => matched.push((row, create)),
+            None => problems.push(format!("{}: create for unknown id {id:?}", table.name)),
+        }
+    }
+    for row in &table.rows {
+        if !matched.iter().any(|(m, _)| m.id == row.id) {
+            problems.push(format!("{} id={}: no create record", table.name, row.id));
+        }
+    }
+    matched
+}
+
+/// The key of a JSON record, without its schema.
+fn json_key(record: &Record, schemas: bool) -> Result<Value> {
+    let key = record.key_json()?;
+    Ok(if schemas { key["payload"].clone() } else { key })
 }
 
 /// Checks every created row of every table, and the update and delete records.
@@ -1112,16 +1147,15 @@ fn check_json_topics(tables: &[Table], captured: &Captured, schemas: bool) -> Re
     let mut problems = Problems::new();
     for table in tables {
         let records = captured.records(table.name)?;
-        let creates = json_records(records, "c", schemas)?;
-        if creates.len() != table.rows.len() {
-            problems.push(format!(
-                "{}: {} creates for {} rows",
-                table.name,
-                creates.len(),
-                table.rows.len()
-            ));
-        }
-        for ((_, payload), row) in creates.iter().zip(&table.rows) {
+        let creates = json_records(records, "c", schemas)?
+            .into_iter()
+            .map(|(record, payload)| (payload["after"]["id"].as_i64(), (record, payload)))
+            .collect();
+        for (row, (record, payload)) in match_rows(table, creates, &mut problems) {
+            let key = json_key(record, schemas)?;
+            if key != json!({"id": row.id}) {
+                problems.push(format!("{} id={}: key is {key}", table.name, row.id));
+            }
             if payload["before"] != Value::Null {
                 problems.push(format!(
                     "{} id={}: create has a before image",
@@ -1134,17 +1168,6 @@ fn check_json_topics(tables: &[Table], captured: &Captured, schemas: bool) -> Re
                 problems.push(format!("{}: source is {}", table.name, payload["source"]));
             }
             check_json_row(table, row.id, &row.cells, &payload["after"], &mut problems);
-        }
-        for (record, row) in records
-            .iter()
-            .filter(|r| r.value.is_some())
-            .zip(&table.rows)
-        {
-            let key = record.key_json()?;
-            let key = if schemas { &key["payload"] } else { &key };
-            if *key != json!({"id": row.id}) {
-                problems.push(format!("{} id={}: key is {key}", table.name, row.id));
-            }
         }
     }
 
@@ -1174,7 +1197,7 @@ fn check_json_topics(tables: &[Table], captured: &Captured, schemas: bool) -> Re
     let records = captured.records(DELETE_TABLE)?;
     let deletes = json_records(records, "d", schemas)?;
     ensure!(deletes.len() == 1, "{} deletes: {deletes:?}", deletes.len());
-    let (_, delete) = &deletes[0];
+    let (delete_record, delete) = &deletes[0];
     check_json_row(
         deleted,
         DELETE_ID,
@@ -1185,17 +1208,26 @@ fn check_json_topics(tables: &[Table], captured: &Captured, schemas: bool) -> Re
     if delete["after"] != Value::Null {
         problems.push(format!("delete has an after image: {}", delete["after"]));
     }
-    let last = records.last().context("no records for the deleted table")?;
+    let tombstone = next_record(records, delete_record).context("no record after the delete")?;
     ensure!(
-        last.value.is_none(),
+        tombstone.value.is_none(),
         "the delete is not followed by a tombstone"
     );
-    let key = last.key_json()?;
-    let key = if schemas { &key["payload"] } else { &key };
-    if *key != json!({"id": DELETE_ID}) {
-        problems.push(format!("tombstone key is {key}"));
+    for (what, record) in [("delete", *delete_record), ("tombstone", tombstone)] {
+        let key = json_key(record, schemas)?;
+        if key != json!({"id": DELETE_ID}) {
+            problems.push(format!("{what} key is {key}"));
+        }
     }
     report(&problems)
+}
+
+/// The record right after `record` in its partition.
+fn next_record<'r>(records: &'r [Record], record: &Record) -> Option<&'r Record> {
+    records
+        .iter()
+        .filter(|r| r.partition == record.partition && r.offset > record.offset)
+        .min_by_key(|r| r.offset)
 }
 
 fn find_table<'t>(tables: &'t [Table], name: &str) -> Result<&'t Table> {
@@ -1437,6 +1469,28 @@ fn check_pb_row(
     }
 }
 
+/// The `id` column of a protobuf row image.
+fn pb_id(image: Option<&pb::Row>) -> Option<i64> {
+    let id = image?.columns.iter().find(|c| c.name == "id")?;
+    match id.value.as_ref()?.kind {
+        Some(Kind::Int(id)) => Some(id),
+        _ => None,
+    }
+}
+
+/// A protobuf key as (column, value) pairs.
+fn pb_key(key: &pb::ChangeKey) -> Vec<(&str, Option<Kind>)> {
+    key.columns
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                c.value.as_ref().and_then(|v| v.kind.clone()),
+            )
+        })
+        .collect()
+}
+
 /// Decoded protobuf records of `op`, tombstones skipped.
 fn pb_records(records: &[Record], op: pb::Operation) -> Result<Vec<(&Record, pb::ChangeEvent)>> {
     let mut found = Vec::new();
@@ -1526,16 +1580,11 @@ async fn protobuf_carries_every_type_exactly() -> Result<()> {
     let mut problems = Problems::new();
     for table in &tables {
         let records = captured.records(table.name)?;
-        let creates = pb_records(records, pb::Operation::Create)?;
-        if creates.len() != table.rows.len() {
-            problems.push(format!(
-                "{}: {} creates for {} rows",
-                table.name,
-                creates.len(),
-                table.rows.len()
-            ));
-        }
-        for ((record, event), row) in creates.iter().zip(&table.rows) {
+        let creates = pb_records(records, pb::Operation::Create)?
+            .into_iter()
+            .map(|(record, event)| (pb_id(event.after.as_ref()), (record, event)))
+            .collect();
+        for (row, (record, event)) in match_rows(table, creates, &mut problems) {
             if event.before.is_some() {
                 problems.push(format!(
                     "{} id={}: create has a before image",
@@ -1554,16 +1603,7 @@ async fn protobuf_carries_every_type_exactly() -> Result<()> {
                 &mut problems,
             );
             let key = decode_protobuf_key(record.key.as_deref().context("no key")?)?;
-            let key: Vec<_> = key
-                .columns
-                .iter()
-                .map(|c| {
-                    (
-                        c.name.as_str(),
-                        c.value.as_ref().and_then(|v| v.kind.clone()),
-                    )
-                })
-                .collect();
+            let key = pb_key(&key);
             if key != [("id", Some(Kind::Int(row.id)))] {
                 problems.push(format!("{} id={}: key is {key:?}", table.name, row.id));
             }
@@ -1646,7 +1686,7 @@ async fn protobuf_carries_every_type_exactly() -> Result<()> {
     let records = captured.records(DELETE_TABLE)?;
     let deletes = pb_records(records, pb::Operation::Delete)?;
     ensure!(deletes.len() == 1, "{} deletes", deletes.len());
-    let (_, delete) = &deletes[0];
+    let (delete_record, delete) = &deletes[0];
     check_pb_row(
         deleted,
         DELETE_ID,
@@ -1657,9 +1697,16 @@ async fn protobuf_carries_every_type_exactly() -> Result<()> {
     if delete.after.is_some() {
         problems.push("delete has an after image".into());
     }
-    let last = records.last().context("no records")?;
-    if last.value.is_some() {
-        bail!("the delete is not followed by a tombstone");
+    let tombstone = next_record(records, delete_record).context("no record after the delete")?;
+    ensure!(
+        tombstone.value.is_none(),
+        "the delete is not followed by a tombstone"
+    );
+    for (what, record) in [("delete", *delete_record), ("tombstone", tombstone)] {
+        let key = decode_protobuf_key(record.key.as_deref().context("no key")?)?;
+        if pb_key(&key) != [("id", Some(Kind::Int(DELETE_ID)))] {
+            problems.push(format!("{what} key is {key:?}"));
+        }
     }
     report(&problems)
 }
