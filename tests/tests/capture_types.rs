@@ -67,7 +67,7 @@ struct Row {
 /// A test table: `id INT PRIMARY KEY` followed by `columns` (name, SQL type).
 struct Table {
     name: &'static str,
-    columns: Vec<(&'static str, &'static str)>,
+    columns: Vec<(&'static str, String)>,
     rows: Vec<Row>,
 }
 
@@ -78,6 +78,13 @@ impl Table {
             .find(|r| r.id == id)
             .with_context(|| format!("{} has no row {id}", self.name))
     }
+}
+
+fn columns(columns: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    columns
+        .iter()
+        .map(|(name, ddl)| (*name, (*ddl).to_owned()))
+        .collect()
 }
 
 fn cell(sql: impl Into<String>, json: Value, pb: Kind) -> Cell {
@@ -178,7 +185,7 @@ fn tables() -> Vec<Table> {
     vec![
         Table {
             name: "ints",
-            columns: vec![
+            columns: columns(&[
                 ("t", "TINYINT"),
                 ("tu", "TINYINT UNSIGNED"),
                 ("s", "SMALLINT"),
@@ -189,7 +196,7 @@ fn tables() -> Vec<Table> {
                 ("iu", "INT UNSIGNED"),
                 ("b", "BIGINT"),
                 ("bu", "BIGINT UNSIGNED"),
-            ],
+            ]),
             rows: vec![
                 row(
                     1,
@@ -247,13 +254,13 @@ fn tables() -> Vec<Table> {
         },
         Table {
             name: "decimals",
-            columns: vec![
+            columns: columns(&[
                 ("d65", "DECIMAL(65,30)"),
                 ("d10", "DECIMAL(10,2)"),
                 ("d20", "DECIMAL(20,0)"),
                 ("d5", "DECIMAL(5,5)"),
                 ("u", "INT UNSIGNED"),
-            ],
+            ]),
             rows: vec![
                 row(
                     1,
@@ -294,7 +301,7 @@ fn tables() -> Vec<Table> {
         },
         Table {
             name: "floats",
-            columns: vec![("f", "FLOAT"), ("d", "DOUBLE"), ("u", "SMALLINT UNSIGNED")],
+            columns: columns(&[("f", "FLOAT"), ("d", "DOUBLE"), ("u", "SMALLINT UNSIGNED")]),
             rows: vec![
                 row(
                     1,
@@ -348,7 +355,7 @@ fn tables() -> Vec<Table> {
         },
         Table {
             name: "dates",
-            columns: vec![("d", "DATE NOT NULL"), ("dn", "DATE NULL")],
+            columns: columns(&[("d", "DATE NOT NULL"), ("dn", "DATE NULL")]),
             rows: vec![
                 row(
                     1,
@@ -383,13 +390,13 @@ fn tables() -> Vec<Table> {
         },
         Table {
             name: "times",
-            columns: vec![
+            columns: columns(&[
                 ("t0", "TIME"),
                 ("t1", "TIME(1)"),
                 ("t2", "TIME(2)"),
                 ("t3", "TIME(3)"),
                 ("t6", "TIME(6)"),
-            ],
+            ]),
             rows: vec![
                 row(
                     1,
@@ -426,13 +433,13 @@ fn tables() -> Vec<Table> {
         },
         Table {
             name: "datetimes",
-            columns: vec![
+            columns: columns(&[
                 ("dt0", "DATETIME"),
                 ("dt3", "DATETIME(3)"),
                 ("dt4", "DATETIME(4)"),
                 ("dt6", "DATETIME(6)"),
                 ("dtn", "DATETIME NOT NULL"),
-            ],
+            ]),
             // DATETIME(0–3): Debezium epoch milliseconds; (4–6): microseconds. Protobuf always
             // microseconds.
             rows: vec![
@@ -517,11 +524,11 @@ fn tables() -> Vec<Table> {
         },
         Table {
             name: "timestamps",
-            columns: vec![
+            columns: columns(&[
                 ("ts0", "TIMESTAMP NULL DEFAULT NULL"),
                 ("ts3", "TIMESTAMP(3) NULL DEFAULT NULL"),
                 ("ts6", "TIMESTAMP(6) NULL DEFAULT NULL"),
-            ],
+            ]),
             // Inserted at +05:00; Debezium writes UTC with exactly the column's fractional
             // digits, protobuf UTC microseconds.
             rows: vec![
@@ -590,13 +597,13 @@ fn tables() -> Vec<Table> {
             name: "years",
             // YEAR right before an UNSIGNED and a signed column: if YEAR's place in the
             // signedness bitmap were miscounted, `u` would take `s`'s flag and read 255 as -1.
-            columns: vec![
+            columns: columns(&[
                 ("y", "YEAR NULL"),
                 ("u", "TINYINT UNSIGNED"),
                 ("s", "TINYINT"),
                 ("yn", "YEAR NOT NULL"),
                 ("bu", "BIGINT UNSIGNED"),
-            ],
+            ]),
             rows: vec![
                 row(
                     1,
@@ -632,7 +639,7 @@ fn tables() -> Vec<Table> {
         },
         Table {
             name: "texts",
-            columns: vec![
+            columns: columns(&[
                 ("c", "CHAR(10) CHARACTER SET utf8mb4"),
                 ("v", "VARCHAR(50) CHARACTER SET utf8mb4"),
                 ("t", "TEXT CHARACTER SET utf8mb4"),
@@ -641,7 +648,7 @@ fn tables() -> Vec<Table> {
                 ("cl", "CHAR(10) CHARACTER SET latin1"),
                 ("vl", "VARCHAR(50) CHARACTER SET latin1"),
                 ("tl", "TEXT CHARACTER SET latin1"),
-            ],
+            ]),
             rows: vec![
                 row(
                     1,
@@ -675,13 +682,13 @@ fn tables() -> Vec<Table> {
         },
         Table {
             name: "binaries",
-            columns: vec![
+            columns: columns(&[
                 ("bin", "BINARY(4)"),
                 ("vb", "VARBINARY(300)"),
                 ("bl", "BLOB"),
                 ("tb", "TINYBLOB"),
                 ("mb", "MEDIUMBLOB"),
-            ],
+            ]),
             rows: vec![
                 row(
                     1,
@@ -719,13 +726,13 @@ fn tables() -> Vec<Table> {
         },
         Table {
             name: "enums",
-            columns: vec![
+            columns: columns(&[
                 ("e", "ENUM('small','médium','large')"),
                 ("s", "SET('red','green','blue','ünï')"),
                 ("s10", "SET('a','b','c','d','e','f','g','h','i','j')"),
                 ("el", "ENUM('café','naïve','€uro') CHARACTER SET latin1"),
                 ("sl", "SET('é','ü','ÿ') CHARACTER SET latin1"),
-            ],
+            ]),
             rows: vec![
                 row(
                     1,
@@ -766,13 +773,41 @@ fn tables() -> Vec<Table> {
             ],
         },
         Table {
-            name: "bits",
+            name: "wide_enums",
+            // More than 255 ENUM members take two bytes per value; 64 SET members eight.
             columns: vec![
+                ("e300", format!("ENUM({})", members("m", 300))),
+                ("s64", format!("SET({})", members("s", 64))),
+            ],
+            rows: vec![
+                row(
+                    1,
+                    vec![
+                        cell("'m299'", json!("m299"), Kind::Text("m299".into())),
+                        set("s63,s0", "s0,s63", &["s0", "s63"]),
+                    ],
+                ),
+                row(
+                    2,
+                    vec![
+                        cell("'m0'", json!("m0"), Kind::Text("m0".into())),
+                        set("s62", "s62", &["s62"]),
+                    ],
+                ),
+                lenient_row(
+                    3,
+                    vec![cell("'nope'", json!(""), Kind::Text(String::new())), null()],
+                ),
+            ],
+        },
+        Table {
+            name: "bits",
+            columns: columns(&[
                 ("b1", "BIT(1)"),
                 ("b10", "BIT(10)"),
                 ("b64", "BIT(64)"),
                 ("u", "MEDIUMINT UNSIGNED"),
-            ],
+            ]),
             rows: vec![
                 row(
                     1,
@@ -802,7 +837,7 @@ fn tables() -> Vec<Table> {
         Table {
             name: "jsons",
             // MariaDB's JSON is LONGTEXT with a json_valid check: the text as inserted.
-            columns: vec![("j", "JSON"), ("jn", "JSON NOT NULL")],
+            columns: columns(&[("j", "JSON"), ("jn", "JSON NOT NULL")]),
             rows: vec![
                 row(
                     1,
@@ -815,6 +850,14 @@ fn tables() -> Vec<Table> {
             ],
         },
     ]
+}
+
+/// `'p0','p1',…` for an ENUM or SET definition.
+fn members(prefix: &str, count: usize) -> String {
+    (0..count)
+        .map(|i| format!("'{prefix}{i}'"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn zero(text: &str) -> Kind {
