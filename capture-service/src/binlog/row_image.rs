@@ -436,13 +436,19 @@ fn read_fraction(cursor: &mut Cursor<'_>, fsp: u8) -> Result<u64, DecodeError> {
 
 /// TIME2: a signed 24-bit packed hour/minute/second plus a fraction whose sign follows the
 /// integer part. Everything is done in i64, so negative fractional times cannot underflow.
+///
+/// For TIME(1–4) the fraction is stored as an *unsigned* byte (or big-endian 16-bit word): a
+/// negative time keeps the integer part rounded down and stores `0x100 - hundredths`
+/// (`0x10000 - ten-thousandths`), so that the bytes sort like the values. `-00:00:01.5` in
+/// TIME(1) is `7F FF FE CE`: integer part -2, fraction 0x100 - 0xCE = 50 hundredths back up
+/// from -2 s. Reading the fraction as signed would count the borrow twice.
 fn read_time2(cursor: &mut Cursor<'_>, fsp: u8) -> Result<Time, DecodeError> {
     const INT_OFFSET: i64 = 0x80_0000;
     let packed: i64 = match fsp {
         0 => (cursor.uint_be(3)? as i64 - INT_OFFSET) << 24,
         1 | 2 => {
             let mut int_part = cursor.uint_be(3)? as i64 - INT_OFFSET;
-            let mut frac = i64::from(cursor.take(1)?[0] as i8);
+            let mut frac = cursor.uint_be(1)? as i64;
             if int_part < 0 && frac != 0 {
                 int_part += 1;
                 frac -= 0x100;
@@ -451,7 +457,7 @@ fn read_time2(cursor: &mut Cursor<'_>, fsp: u8) -> Result<Time, DecodeError> {
         }
         3 | 4 => {
             let mut int_part = cursor.uint_be(3)? as i64 - INT_OFFSET;
-            let mut frac = i64::from(cursor.uint_be(2)? as u16 as i16);
+            let mut frac = cursor.uint_be(2)? as i64;
             if int_part < 0 && frac != 0 {
                 int_part += 1;
                 frac -= 0x10000;
@@ -741,6 +747,48 @@ mod tests {
                 minutes: 59,
                 seconds: 59,
                 micros: 1
+            })
+        );
+    }
+
+    fn time2(bytes: &[u8], fsp: u8) -> Option<i64> {
+        read_time2(&mut Cursor::new(bytes), fsp)
+            .ok()
+            .map(|t| t.total_micros())
+    }
+
+    #[test]
+    fn time2_decodes_negative_fractions() {
+        // MySQL's own table of TIME(2) disk values (my_time.c, my_time_packed_from_binary).
+        assert_eq!(time2(&[0x80, 0x00, 0x00, 0x00], 2), Some(0));
+        assert_eq!(time2(&[0x7F, 0xFF, 0xFF, 0xFF], 2), Some(-10_000));
+        assert_eq!(time2(&[0x7F, 0xFF, 0xFF, 0x9D], 2), Some(-990_000));
+        assert_eq!(time2(&[0x7F, 0xFF, 0xFF, 0x00], 2), Some(-1_000_000));
+        assert_eq!(time2(&[0x7F, 0xFF, 0xFE, 0xFF], 2), Some(-1_010_000));
+        assert_eq!(time2(&[0x7F, 0xFF, 0xFE, 0xF6], 2), Some(-1_100_000));
+        // -00:00:01.5 in TIME(1), -838:59:59.99 and -01:02:03.04 in TIME(2), as MariaDB wrote
+        // them.
+        assert_eq!(time2(&[0x7F, 0xFF, 0xFE, 0xCE], 1), Some(-1_500_000));
+        assert_eq!(
+            time2(&[0x4B, 0x91, 0x04, 0x9D], 2),
+            Some(-3_020_399_990_000)
+        );
+        assert_eq!(time2(&[0x7F, 0xEF, 0x7C, 0xFC], 2), Some(-3_723_040_000));
+        // TIME(3): -00:00:00.001 and 12:34:56.789.
+        assert_eq!(time2(&[0x7F, 0xFF, 0xFF, 0xFF, 0xF6], 3), Some(-1_000));
+        assert_eq!(
+            time2(&[0x80, 0xC8, 0xB8, 0x1E, 0xD2], 3),
+            Some(45_296_789_000)
+        );
+        let half = read_time2(&mut Cursor::new(&[0x7F, 0xFF, 0xFE, 0xCE]), 1).ok();
+        assert_eq!(
+            half,
+            Some(Time {
+                negative: true,
+                hours: 0,
+                minutes: 0,
+                seconds: 1,
+                micros: 500_000
             })
         );
     }

@@ -115,8 +115,10 @@ struct Extracted {
     unsigned: Vec<bool>,
     charsets: Vec<u16>,
     enum_set_charsets: Vec<u16>,
-    enum_members: Vec<Vec<String>>,
-    set_members: Vec<Vec<String>>,
+    /// ENUM member names per ENUM column, as bytes in the column's charset.
+    enum_members: Vec<Vec<Vec<u8>>>,
+    /// SET member names per SET column, as bytes in the column's charset.
+    set_members: Vec<Vec<Vec<u8>>>,
     primary_key: Vec<usize>,
 }
 
@@ -161,7 +163,6 @@ fn extract(tme: &TableMapEvent<'_>, num_columns: usize) -> Result<Extracted, Dec
                             .values()
                             .iter()
                             .map(|v| v.value_raw().to_vec())
-                            .map(|v| String::from_utf8_lossy(&v).into_owned())
                             .collect(),
                     );
                 }
@@ -174,7 +175,6 @@ fn extract(tme: &TableMapEvent<'_>, num_columns: usize) -> Result<Extracted, Dec
                             .values()
                             .iter()
                             .map(|v| v.value_raw().to_vec())
-                            .map(|v| String::from_utf8_lossy(&v).into_owned())
                             .collect(),
                     );
                 }
@@ -191,6 +191,28 @@ fn extract(tme: &TableMapEvent<'_>, num_columns: usize) -> Result<Extracted, Dec
         set_members,
         primary_key,
     })
+}
+
+/// ENUM or SET member names from the TABLE_MAP metadata, which stores them in the column's
+/// charset (a latin1 `ENUM('café')` member is the bytes `63 61 66 E9`), not in UTF-8.
+fn decode_members(
+    raw: &[Vec<u8>],
+    charset: &Charset,
+    column: usize,
+) -> Result<Vec<String>, DecodeError> {
+    raw.iter()
+        .map(|member| {
+            if charset.is_binary() {
+                // `CHARACTER SET binary` members have no text form; show them as MySQL
+                // clients do, byte for byte where they are UTF-8.
+                Ok(String::from_utf8_lossy(member).into_owned())
+            } else {
+                charset
+                    .decode(member)
+                    .map_err(|source| DecodeError::Charset { column, source })
+            }
+        })
+        .collect()
 }
 
 /// The physical type and its metadata bytes for column `i`.
@@ -455,11 +477,14 @@ pub fn build(
                 enums += 1;
                 let members = match defined {
                     Some(d) => d.members.clone(),
-                    None => extracted
-                        .enum_members
-                        .get(enums - 1)
-                        .cloned()
-                        .unwrap_or_default(),
+                    None => decode_members(
+                        extracted
+                            .enum_members
+                            .get(enums - 1)
+                            .map_or(&[][..], Vec::as_slice),
+                        &charset,
+                        i,
+                    )?,
                 };
                 (
                     Layout::Enum { bytes },
@@ -478,11 +503,14 @@ pub fn build(
                 sets += 1;
                 let members = match defined {
                     Some(d) => d.members.clone(),
-                    None => extracted
-                        .set_members
-                        .get(sets - 1)
-                        .cloned()
-                        .unwrap_or_default(),
+                    None => decode_members(
+                        extracted
+                            .set_members
+                            .get(sets - 1)
+                            .map_or(&[][..], Vec::as_slice),
+                        &charset,
+                        i,
+                    )?,
                 };
                 (
                     Layout::Set { bytes },
@@ -585,4 +613,106 @@ pub fn build(
             MetadataSource::InformationSchema
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use mysql_common::binlog::BinlogCtx;
+    use mysql_common::binlog::consts::{BinlogVersion, EventType};
+    use mysql_common::binlog::events::FormatDescriptionEvent;
+    use mysql_common::io::ParseBuf;
+
+    use super::*;
+
+    /// Appends a one-byte-length string (lengths here stay below 251, so this is also the
+    /// length-encoded form).
+    fn push_short(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.push(u8::try_from(bytes.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(bytes);
+    }
+
+    /// An optional-metadata field: type, length, value.
+    fn push_field(out: &mut Vec<u8>, field_type: u8, value: &[u8]) {
+        out.push(field_type);
+        push_short(out, value);
+    }
+
+    /// The body of a TABLE_MAP event, as MariaDB writes it with `binlog_row_metadata=FULL`,
+    /// for `t (e ENUM('café','€uro') CHARACTER SET latin1, s SET('é','ü') CHARACTER SET
+    /// latin1, u ENUM('ü') CHARACTER SET utf8mb4)`.
+    fn latin1_enum_set_table_map() -> Vec<u8> {
+        let mut body = vec![42, 0, 0, 0, 0, 0, 1, 0]; // table id, flags
+        push_short(&mut body, b"db");
+        body.push(0);
+        push_short(&mut body, b"t");
+        body.push(0);
+        body.push(3); // columns
+        body.extend_from_slice(&[254, 254, 254]); // MYSQL_TYPE_STRING, real type in metadata
+        push_short(&mut body, &[0xF7, 1, 0xF8, 1, 0xF7, 1]); // ENUM, SET, ENUM; 1 byte each
+        body.push(0b111); // all nullable
+
+        let mut names = Vec::new();
+        for name in [&b"e"[..], b"s", b"u"] {
+            push_short(&mut names, name);
+        }
+        push_field(&mut body, 4, &names); // COLUMN_NAME
+        let mut set_values = vec![2];
+        push_short(&mut set_values, b"\xE9"); // latin1 é
+        push_short(&mut set_values, b"\xFC"); // latin1 ü
+        push_field(&mut body, 5, &set_values); // SET_STR_VALUE
+        let mut enum_values = vec![2];
+        push_short(&mut enum_values, b"caf\xE9"); // latin1 café
+        push_short(&mut enum_values, b"\x80uro"); // latin1 (cp1252) €uro
+        enum_values.push(1);
+        push_short(&mut enum_values, "ü".as_bytes()); // utf8mb4
+        push_field(&mut body, 6, &enum_values); // ENUM_STR_VALUE
+        // ENUM_AND_SET_COLUMN_CHARSET: latin1_swedish_ci (8), latin1, utf8mb4_general_ci (45).
+        push_field(&mut body, 11, &[8, 8, 45]);
+        body
+    }
+
+    #[test]
+    fn enum_and_set_members_decode_in_the_column_charset() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let body = latin1_enum_set_table_map();
+        let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
+        let ctx = BinlogCtx::new(body.len(), &fde, EventType::TABLE_MAP_EVENT as u8);
+        let tme: TableMapEvent<'_> = ParseBuf(&body).parse(ctx)?;
+        let map = build(&tme, &CollationTable::default(), None, false)?;
+        let types: Vec<String> = map
+            .schema
+            .columns
+            .iter()
+            .map(|c| format!("{} {} {:?}", c.name, c.column_type, c.charset))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "e enum('café','€uro') Some(\"latin1\")",
+                "s set('é','ü') Some(\"latin1\")",
+                "u enum('ü') Some(\"utf8mb4\")",
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn members_that_do_not_decode_are_an_error() {
+        let utf8 = Charset {
+            name: "utf8mb4".into(),
+            max_len: 4,
+        };
+        assert!(matches!(
+            decode_members(&[b"caf\xE9".to_vec()], &utf8, 3),
+            Err(DecodeError::Charset { column: 3, .. })
+        ));
+        let binary = Charset {
+            name: "binary".into(),
+            max_len: 1,
+        };
+        assert_eq!(
+            decode_members(&[b"ab".to_vec()], &binary, 0).ok(),
+            Some(vec!["ab".to_owned()])
+        );
+    }
 }
