@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    // Read at run time, not with env!(): cargo reuses a compiled build script for a checkout at
+    // another path (worktrees, CI clones sharing CARGO_TARGET_DIR).
+    let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");
     let mut files = Vec::new();
     collect_protos(&proto_root, &mut files)?;
     files.sort();

@@ -161,7 +161,8 @@ async fn run_once(
     let filter = Filter::new(&config.filter)?;
     // Registering the transactional id first fences older instances and aborts what they left
     // open, so the stored position read next is the last one really committed.
-    let writer = TransactionalWriter::start(&config.kafka, &config.name).await?;
+    let writer =
+        TransactionalWriter::start(&config.kafka, &config.name, config.batch.max_bytes).await?;
     let client = client_config(&config.kafka);
     ensure_topic(&client, &config.kafka.offsets_topic).await?;
     let stored = {
@@ -340,6 +341,16 @@ struct TableView {
     source: Arc<TableMap>,
     schema: SharedTableSchema,
     keep: Option<Vec<usize>>,
+    /// `{prefix}.{db}.{table}`.
+    topic: String,
+}
+
+/// What the records of one ROWS event share.
+struct RowsContext {
+    source: SourceInfo,
+    position_header: String,
+    gtid_header: Option<String>,
+    transaction_id: String,
 }
 
 struct Streamer<'a> {
@@ -406,6 +417,8 @@ impl Streamer<'_> {
             if let Some(since) = stopping {
                 if self.group.is_none() {
                     self.commit_boundary(true).await?;
+                    self.writer.reap(true).await?;
+                    self.report_completed();
                     return Ok(());
                 }
                 if since.elapsed() > Duration::from_secs(30) {
@@ -415,7 +428,9 @@ impl Streamer<'_> {
                     return Ok(());
                 }
             }
-            let wait = if self.writer.is_open() && self.group.is_none() {
+            let wait = if self.writer.commit_in_flight() {
+                Duration::from_millis(5)
+            } else if self.writer.is_open() && self.group.is_none() {
                 linger.saturating_sub(self.writer.open_for().unwrap_or_default())
             } else {
                 Duration::from_millis(self.config.batch.position_heartbeat_ms.max(100))
@@ -439,11 +454,28 @@ impl Streamer<'_> {
                 }
             };
             self.handle(&event).await?;
+            self.writer.reap(false).await?;
+            self.report_completed();
+        }
+    }
+
+    /// Publishes commits that finished in the background.
+    fn report_completed(&mut self) {
+        for (position, records) in self.writer.take_completed() {
+            self.status.send_modify(|s| {
+                s.committed = Some(position);
+                s.records_committed += records as u64;
+                s.kafka_transactions += 1;
+            });
         }
     }
 
     /// Nothing arrived for a while: commit what waits at a boundary, refresh the position.
     async fn idle(&mut self) -> Result<(), CaptureError> {
+        if self.writer.commit_in_flight() {
+            self.writer.reap(true).await?;
+            self.report_completed();
+        }
         if self.group.is_some() {
             return Ok(());
         }
@@ -557,16 +589,10 @@ impl Streamer<'_> {
                     self.begin_group(None, start, false)?;
                 }
                 let view = self.table_view(&map).await?;
+                let mut context = self.rows_context(start, header.timestamp(), header.server_id());
                 for (row, change) in changes.into_iter().enumerate() {
-                    self.emit(
-                        &view,
-                        change,
-                        start,
-                        row as u32,
-                        header.timestamp(),
-                        header.server_id(),
-                    )
-                    .await?;
+                    context.source.row = row as u32;
+                    self.emit(&view, &mut context, change).await?;
                 }
                 self.status.send_modify(|s| {
                     s.lag_seconds =
@@ -668,15 +694,10 @@ impl Streamer<'_> {
     }
 
     async fn commit(&mut self, position: StoredPosition) -> Result<(), CaptureError> {
-        let records = self.writer.records() as u64;
         self.writer.commit(&position).await?;
         self.last_commit = Instant::now();
-        self.committed = Some(position.clone());
-        self.status.send_modify(|s| {
-            s.committed = Some(position);
-            s.records_committed += records;
-            s.kafka_transactions += 1;
-        });
+        self.committed = Some(position);
+        self.report_completed();
         Ok(())
     }
 
@@ -736,6 +757,7 @@ impl Streamer<'_> {
         });
         let view = Arc::new(TableView {
             source: Arc::clone(map),
+            topic: format!("{}.{}.{}", self.config.topic_prefix(), id.db, id.table),
             schema,
             keep: (!excluded.is_empty()).then_some(keep),
         });
@@ -743,15 +765,35 @@ impl Streamer<'_> {
         Ok(view)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// What every record of one ROWS event shares, built once per event.
+    fn rows_context(&self, event_pos: u64, timestamp: u32, server_id: u32) -> RowsContext {
+        let group = self.group.as_ref();
+        let gtid = group.and_then(|g| g.gtid.as_ref()).map(ToString::to_string);
+        RowsContext {
+            position_header: format!("{}:{event_pos}", self.file),
+            gtid_header: gtid.clone(),
+            transaction_id: group.map(|g| g.id.clone()).unwrap_or_default(),
+            source: SourceInfo {
+                flavor: self.facts.flavor,
+                name: self.config.topic_prefix().to_owned(),
+                ts_us: i64::from(timestamp) * 1_000_000,
+                snapshot: SnapshotMarker::No,
+                server_id,
+                gtid,
+                file: self.file.clone(),
+                pos: event_pos,
+                row: 0,
+                thread: group.and_then(|g| g.thread_id),
+                query: None,
+            },
+        }
+    }
+
     async fn emit(
         &mut self,
         view: &TableView,
+        context: &mut RowsContext,
         change: RowChange,
-        event_pos: u64,
-        row: u32,
-        timestamp: u32,
-        server_id: u32,
     ) -> Result<(), CaptureError> {
         let Some(group) = &mut self.group else {
             return Ok(());
@@ -761,120 +803,44 @@ impl Streamer<'_> {
             return Ok(());
         }
         let change = project(change, view.keep.as_deref());
-        let split_key_change = match &change {
+        let key_changed = match &change {
             RowChange::Update { before, after } => {
                 let key = view.schema.key.columns();
                 !key.is_empty() && key.iter().any(|&i| before.get(i) != after.get(i))
             }
             _ => false,
         };
-        let source = SourceInfo {
-            flavor: self.facts.flavor,
-            name: self.config.topic_prefix().to_owned(),
-            ts_us: i64::from(timestamp) * 1_000_000,
-            snapshot: SnapshotMarker::No,
-            server_id,
-            gtid: group.gtid.as_ref().map(ToString::to_string),
-            file: self.file.clone(),
-            pos: event_pos,
-            row,
-            thread: group.thread_id,
-            query: None,
-        };
-        let position_header = format!("{}:{}", self.file, event_pos);
-        let gtid_header = source.gtid.clone();
-        let topic = format!(
-            "{}.{}.{}",
-            self.config.topic_prefix(),
-            view.schema.id.db,
-            view.schema.id.table
-        );
-        let mut old_key: Option<Vec<u8>> = None;
-        let mut new_key: Option<Vec<u8>> = None;
-        let parts: Vec<(RowChange, Option<KeyHeader>)> = match change {
+        match change {
             // Debezium's way for a key change: delete under the old key, create under the new.
-            RowChange::Update { before, after } if split_key_change => {
+            RowChange::Update { before, after } if key_changed => {
                 let codec =
                     |e: rowferry_shared::codec::CodecError| CaptureError::Codec(e.to_string());
-                old_key = self
+                let old_key = self
                     .encoder
                     .encode_key(&view.schema, &before)
                     .map_err(codec)?;
-                new_key = self
+                let new_key = self
                     .encoder
                     .encode_key(&view.schema, &after)
                     .map_err(codec)?;
-                vec![
-                    (RowChange::Delete { before }, Some(KeyHeader::NewKey)),
-                    (RowChange::Insert { after }, Some(KeyHeader::OldKey)),
-                ]
-            }
-            other => vec![(other, None)],
-        };
-        for (change, key_header) in parts {
-            let Some(group) = &mut self.group else {
-                return Ok(());
-            };
-            group.total_order += 1;
-            let order = group
-                .table_orders
-                .entry(view.schema.id.clone())
-                .or_insert(0);
-            *order += 1;
-            let transaction = TransactionInfo {
-                id: group.id.clone(),
-                total_order: group.total_order,
-                data_collection_order: *order,
-            };
-            let is_delete = matches!(change, RowChange::Delete { .. });
-            let event = ChangeEvent {
-                schema: Arc::clone(&view.schema),
-                change,
-                source: source.clone(),
-                transaction: Some(transaction),
-                ts_us: now_us(),
-            };
-            let record = self
-                .encoder
-                .encode(&event)
-                .map_err(|e| CaptureError::Codec(format!("{}: {e}", view.schema.id)))?;
-            let mut headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "content-type",
-                    value: Some(self.format.content_type()),
-                })
-                .insert(Header {
-                    key: "rowferry.source.position",
-                    value: Some(position_header.as_str()),
-                });
-            if let Some(gtid) = &gtid_header {
-                headers = headers.insert(Header {
-                    key: "rowferry.source.gtid",
-                    value: Some(gtid.as_str()),
-                });
-            }
-            match key_header {
-                Some(KeyHeader::NewKey) => {
-                    headers = headers.insert(Header {
-                        key: "__debezium.newkey",
-                        value: new_key.as_deref(),
-                    });
-                }
-                Some(KeyHeader::OldKey) => {
-                    headers = headers.insert(Header {
-                        key: "__debezium.oldkey",
-                        value: old_key.as_deref(),
-                    });
-                }
-                None => {}
-            }
-            self.send_record(&topic, &event, record.key.as_deref(), record.value, headers)
+                let delete = RowChange::Delete { before };
+                self.emit_record(
+                    view,
+                    context,
+                    delete,
+                    Some(("__debezium.newkey", new_key.as_deref())),
+                )
                 .await?;
-            if is_delete && self.config.output.tombstones && record.key.is_some() {
-                self.writer
-                    .send(&topic, record.key.as_deref(), None, OwnedHeaders::new())
-                    .await?;
+                let insert = RowChange::Insert { after };
+                self.emit_record(
+                    view,
+                    context,
+                    insert,
+                    Some(("__debezium.oldkey", old_key.as_deref())),
+                )
+                .await?;
             }
+            other => self.emit_record(view, context, other, None).await?,
         }
         let split_at = self.config.batch.split_transaction_rows as u64;
         let Some(group) = &mut self.group else {
@@ -883,6 +849,96 @@ impl Streamer<'_> {
         group.rows_in_kafka_txn += 1;
         if group.rows_in_kafka_txn >= split_at {
             self.commit_split().await?;
+        }
+        Ok(())
+    }
+
+    /// Encodes and sends one record (and its tombstone after a delete).
+    async fn emit_record(
+        &mut self,
+        view: &TableView,
+        context: &mut RowsContext,
+        change: RowChange,
+        key_header: Option<(&str, Option<&[u8]>)>,
+    ) -> Result<(), CaptureError> {
+        let Some(group) = &mut self.group else {
+            return Ok(());
+        };
+        group.total_order += 1;
+        let order = match group.table_orders.get_mut(&view.schema.id) {
+            Some(order) => order,
+            None => group
+                .table_orders
+                .entry(view.schema.id.clone())
+                .or_insert(0),
+        };
+        *order += 1;
+        let transaction = TransactionInfo {
+            // Moved in and out of the context: no copy per row.
+            id: std::mem::take(&mut context.transaction_id),
+            total_order: group.total_order,
+            data_collection_order: *order,
+        };
+        let is_delete = matches!(change, RowChange::Delete { .. });
+        let event = ChangeEvent {
+            schema: Arc::clone(&view.schema),
+            change,
+            source: std::mem::replace(&mut context.source, SourceInfo::placeholder()),
+            transaction: Some(transaction),
+            ts_us: now_us(),
+        };
+        let encoded = self.encoder.encode(&event);
+        let record =
+            encoded.map_err(|e| CaptureError::Codec(format!("{}: {e}", view.schema.id)))?;
+        let mut headers = OwnedHeaders::new_with_capacity(4)
+            .insert(Header {
+                key: "content-type",
+                value: Some(self.format.content_type()),
+            })
+            .insert(Header {
+                key: "rowferry.source.position",
+                value: Some(context.position_header.as_str()),
+            });
+        if let Some(gtid) = &context.gtid_header {
+            headers = headers.insert(Header {
+                key: "rowferry.source.gtid",
+                value: Some(gtid.as_str()),
+            });
+        }
+        if let Some((name, key)) = key_header {
+            headers = headers.insert(Header {
+                key: name,
+                value: key,
+            });
+        }
+        let result = self
+            .send_record(
+                &view.topic,
+                &event,
+                record.key.as_deref(),
+                record.value,
+                headers,
+            )
+            .await;
+        let ChangeEvent {
+            source,
+            transaction,
+            ..
+        } = event;
+        context.source = source;
+        if let Some(transaction) = transaction {
+            context.transaction_id = transaction.id;
+        }
+        result?;
+        if is_delete && self.config.output.tombstones && record.key.is_some() {
+            self.writer
+                .send(
+                    &view.topic,
+                    record.key.as_deref(),
+                    None,
+                    OwnedHeaders::new(),
+                )
+                .await?;
         }
         Ok(())
     }
@@ -950,14 +1006,6 @@ impl Streamer<'_> {
             .into()),
         }
     }
-}
-
-/// Which Debezium key-change header a record of a split key update carries.
-enum KeyHeader {
-    /// On the delete: the row's new key.
-    NewKey,
-    /// On the create: the row's old key.
-    OldKey,
 }
 
 /// Marker appended to a value shortened by the `truncate` policy.

@@ -10,7 +10,11 @@ use rowferry_capture::binlog::file::BinlogFileReader;
 use rowferry_shared::event::{RowChange, TableSchema};
 
 fn fixtures() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/mysql-binlogs");
+    // Cargo sets CARGO_MANIFEST_DIR when it runs the test; the compile-time value would point
+    // at whichever checkout first compiled this binary.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let dir = PathBuf::from(manifest).join("../../shared/fixtures/mysql-binlogs");
     if dir.is_dir() {
         Some(dir)
     } else {

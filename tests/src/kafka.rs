@@ -21,6 +21,8 @@ pub struct Record {
     pub value: Option<Vec<u8>>,
     /// Headers by name.
     pub headers: HashMap<String, Option<Vec<u8>>>,
+    /// Record timestamp (producer create time), ms since the epoch.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Record {
@@ -103,6 +105,7 @@ pub fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<Record>> {
                     key: m.key().map(<[u8]>::to_vec),
                     value: m.payload().map(<[u8]>::to_vec),
                     headers,
+                    timestamp_ms: m.timestamp().to_millis(),
                 });
             }
         }

@@ -1,8 +1,11 @@
 //! A transactional Kafka producer: change records and the position record go into one
 //! transaction, so a read_committed consumer sees both or neither.
 //!
-//! librdkafka's transaction calls block; they run on the blocking pool. Sends do not block:
-//! when the local queue is full we yield until the background thread has drained some.
+//! librdkafka's transaction calls block; they run on the blocking pool. A commit runs in the
+//! background while the pipeline goes on reading: records sent meanwhile wait in a bounded
+//! buffer and open the next transaction once the commit is through, so the broker's commit
+//! latency does not stall decoding. Sends do not block: when librdkafka's queue is full we
+//! yield until its background thread has drained some.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,6 +49,22 @@ impl DeliveryTracker {
     }
 }
 
+/// A record waiting for the commit in flight to finish.
+struct Pending {
+    topic: String,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: OwnedHeaders,
+}
+
+/// A commit running on the blocking pool.
+struct InFlight {
+    handle: tokio::task::JoinHandle<rdkafka::error::KafkaResult<()>>,
+    position: StoredPosition,
+    records: usize,
+    started: Instant,
+}
+
 /// The transactional writer of one capture.
 pub struct TransactionalWriter {
     producer: Arc<ThreadedProducer<DeliveryTracker>>,
@@ -58,6 +77,11 @@ pub struct TransactionalWriter {
     opened_at: Option<Instant>,
     records: usize,
     bytes: usize,
+    in_flight: Option<InFlight>,
+    pending: Vec<Pending>,
+    pending_bytes: usize,
+    pending_limit: usize,
+    completed: Vec<(StoredPosition, usize)>,
 }
 
 /// The librdkafka settings every capture client shares (bootstrap, extra properties).
@@ -73,7 +97,12 @@ pub fn client_config(config: &KafkaConfig) -> ClientConfig {
 impl TransactionalWriter {
     /// Creates the producer and registers its transactional id, which fences any older
     /// instance with the same name and aborts its open transaction.
-    pub async fn start(config: &KafkaConfig, name: &str) -> Result<Self, KafkaError> {
+    /// `pending_limit` bounds the bytes buffered while a commit is in flight.
+    pub async fn start(
+        config: &KafkaConfig,
+        name: &str,
+        pending_limit: usize,
+    ) -> Result<Self, KafkaError> {
         let transactional_id = format!("rowferry-capture-{name}");
         let bootstrap = config.bootstrap_servers.clone();
         let mut client = client_config(config);
@@ -88,7 +117,7 @@ impl TransactionalWriter {
             .set("message.max.bytes", max_message.to_string())
             .set("linger.ms", "5")
             .set("batch.size", "1000000")
-            .set("queue.buffering.max.kbytes", "65536")
+            .set("queue.buffering.max.kbytes", "32768")
             .set("queue.buffering.max.messages", "200000");
         for (key, value) in &config.properties {
             client.set(key, value);
@@ -116,6 +145,11 @@ impl TransactionalWriter {
             opened_at: None,
             records: 0,
             bytes: 0,
+            in_flight: None,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            pending_limit,
+            completed: Vec::new(),
         })
     }
 
@@ -134,10 +168,70 @@ impl TransactionalWriter {
                 .begin_transaction()
                 .map_err(|e| self.error(&e))?;
             self.open = true;
-            self.opened_at = Some(Instant::now());
-            self.records = 0;
-            self.bytes = 0;
+            if self.opened_at.is_none() {
+                self.opened_at = Some(Instant::now());
+            }
         }
+        Ok(())
+    }
+
+    /// Finishes the commit in flight: waits for it when `wait`, else only if it is done.
+    pub async fn reap(&mut self, wait: bool) -> Result<(), KafkaError> {
+        let Some(in_flight) = self.in_flight.take() else {
+            return Ok(());
+        };
+        if !wait && !in_flight.handle.is_finished() {
+            self.in_flight = Some(in_flight);
+            return Ok(());
+        }
+        let result = match in_flight.handle.await {
+            Ok(result) => result,
+            Err(_) => Err(rdkafka::error::KafkaError::Canceled),
+        };
+        tracing::debug!(
+            records = in_flight.records,
+            commit_ms = in_flight.started.elapsed().as_millis() as u64,
+            "kafka transaction committed"
+        );
+        if let Err(e) = result {
+            let error = self.error(&e);
+            self.abort().await;
+            return Err(error);
+        }
+        if let Some(detail) = self.producer.context().take() {
+            self.abort().await;
+            return Err(KafkaError::Transient {
+                bootstrap: self.bootstrap.clone(),
+                detail,
+            });
+        }
+        self.completed.push((in_flight.position, in_flight.records));
+        Ok(())
+    }
+
+    /// Commits finished since the last call: the position each stored and its record count.
+    pub fn take_completed(&mut self) -> Vec<(StoredPosition, usize)> {
+        std::mem::take(&mut self.completed)
+    }
+
+    /// Whether a commit is running.
+    pub fn commit_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Opens the next transaction and sends what waited for the previous commit.
+    async fn flush_pending(&mut self) -> Result<(), KafkaError> {
+        self.begin()?;
+        for record in std::mem::take(&mut self.pending) {
+            self.produce(
+                &record.topic,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                record.headers,
+            )
+            .await?;
+        }
+        self.pending_bytes = 0;
         Ok(())
     }
 
@@ -156,12 +250,13 @@ impl TransactionalWriter {
         self.opened_at.map(|t| t.elapsed())
     }
 
-    /// Whether a transaction is open.
+    /// Whether records wait for a commit (sent in an open transaction, or buffered).
     pub fn is_open(&self) -> bool {
-        self.open
+        self.open || !self.pending.is_empty()
     }
 
-    /// Adds a record to the open transaction (opening one if needed).
+    /// Adds a record to the next commit: sent in the open transaction, or buffered while the
+    /// previous commit is in flight.
     pub async fn send(
         &mut self,
         topic: &str,
@@ -169,8 +264,41 @@ impl TransactionalWriter {
         value: Option<&[u8]>,
         headers: OwnedHeaders,
     ) -> Result<(), KafkaError> {
-        self.begin()?;
         let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+        self.reap(false).await?;
+        if self.in_flight.is_some() {
+            if self.pending_bytes + size <= self.pending_limit {
+                self.pending.push(Pending {
+                    topic: topic.to_owned(),
+                    key: key.map(<[u8]>::to_vec),
+                    value: value.map(<[u8]>::to_vec),
+                    headers,
+                });
+                self.pending_bytes += size;
+                self.records += 1;
+                self.bytes += size;
+                self.opened_at.get_or_insert_with(Instant::now);
+                return Ok(());
+            }
+            self.reap(true).await?;
+        }
+        if !self.pending.is_empty() {
+            self.flush_pending().await?;
+        }
+        self.begin()?;
+        self.produce(topic, key, value, headers).await?;
+        self.records += 1;
+        self.bytes += size;
+        Ok(())
+    }
+
+    async fn produce(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: OwnedHeaders,
+    ) -> Result<(), KafkaError> {
         let mut record: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic).headers(headers);
         if let Some(key) = key {
             record = record.key(key);
@@ -191,44 +319,44 @@ impl TransactionalWriter {
                 Err((e, _)) => return Err(self.error(&e)),
             }
         }
-        self.records += 1;
-        self.bytes += size;
         Ok(())
     }
 
-    /// Writes `position` and commits the transaction (opening one if nothing was sent, so a
-    /// quiet source still moves its stored position).
+    /// Writes `position` and starts committing the transaction (opening one if nothing was
+    /// sent, so a quiet source still moves its stored position). The commit finishes in the
+    /// background; [`reap`](Self::reap) and [`take_completed`](Self::take_completed) report it.
     pub async fn commit(&mut self, position: &StoredPosition) -> Result<(), KafkaError> {
+        self.reap(true).await?;
+        self.flush_pending().await?;
         let value = serde_json::to_vec(position).map_err(|e| KafkaError::Fatal {
             bootstrap: self.bootstrap.clone(),
             detail: format!("cannot encode the position: {e}"),
         })?;
         let topic = self.offsets_topic.clone();
         let key = self.name.clone().into_bytes();
-        self.send(&topic, Some(&key), Some(&value), OwnedHeaders::new())
+        self.produce(&topic, Some(&key), Some(&value), OwnedHeaders::new())
             .await?;
         let producer = Arc::clone(&self.producer);
         let timeout = self.timeout;
-        let result = blocking(move || producer.commit_transaction(timeout)).await;
+        self.in_flight = Some(InFlight {
+            handle: tokio::task::spawn_blocking(move || producer.commit_transaction(timeout)),
+            position: position.clone(),
+            records: self.records,
+            started: Instant::now(),
+        });
         self.open = false;
         self.opened_at = None;
-        if let Err(e) = result {
-            let error = self.error(&e);
-            self.abort().await;
-            return Err(error);
-        }
-        if let Some(detail) = self.producer.context().take() {
-            return Err(KafkaError::Transient {
-                bootstrap: self.bootstrap.clone(),
-                detail,
-            });
-        }
+        self.records = 0;
+        self.bytes = 0;
         Ok(())
     }
 
     /// Aborts the open transaction, if any (its records are never seen by read_committed
     /// consumers).
     pub async fn abort(&mut self) {
+        if let Some(in_flight) = self.in_flight.take() {
+            let _ = in_flight.handle.await;
+        }
         let producer = Arc::clone(&self.producer);
         let timeout = self.timeout;
         if let Err(e) = blocking(move || producer.abort_transaction(timeout)).await {
@@ -237,6 +365,10 @@ impl TransactionalWriter {
         self.producer.context().take();
         self.open = false;
         self.opened_at = None;
+        self.records = 0;
+        self.bytes = 0;
+        self.pending.clear();
+        self.pending_bytes = 0;
     }
 }
 

@@ -131,6 +131,25 @@ pub struct SourceInfo {
     pub query: Option<String>,
 }
 
+impl SourceInfo {
+    /// An empty value that allocates nothing (to move a real one out of a struct and back).
+    pub fn placeholder() -> Self {
+        Self {
+            flavor: Flavor::MySql,
+            name: String::new(),
+            ts_us: 0,
+            snapshot: SnapshotMarker::No,
+            server_id: 0,
+            gtid: None,
+            file: String::new(),
+            pos: 0,
+            row: 0,
+            thread: None,
+            query: None,
+        }
+    }
+}
+
 /// A record's place in its source transaction: Debezium's `transaction` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionInfo {

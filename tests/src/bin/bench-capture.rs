@@ -40,7 +40,10 @@ fn release_binary() -> Result<std::path::PathBuf> {
     let dir = exe.parent().context("no parent")?;
     let binary = dir.join("rowferry-capture");
     if !binary.exists() {
-        bail!("{} is missing: cargo build --release -p rowferry-capture", binary.display());
+        bail!(
+            "{} is missing: cargo build --release -p rowferry-capture",
+            binary.display()
+        );
     }
     Ok(binary)
 }
@@ -48,9 +51,14 @@ fn release_binary() -> Result<std::path::PathBuf> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let stack = Stack::from_env()?;
-    let rows: u64 = std::env::var("ROWFERRY_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rows: u64 = std::env::var("ROWFERRY_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let format = std::env::var("ROWFERRY_BENCH_FORMAT").unwrap_or_else(|_| "debezium-json".into());
-    let schemas = std::env::var("ROWFERRY_BENCH_SCHEMAS").map(|v| v != "false").unwrap_or(true);
+    let schemas = std::env::var("ROWFERRY_BENCH_SCHEMAS")
+        .map(|v| v != "false")
+        .unwrap_or(true);
     let binary = release_binary()?;
     let db = unique_name("bench");
     let name = unique_name("bench");
@@ -97,14 +105,25 @@ async fn main() -> Result<()> {
         done += n;
     }
     let end = binlog_end(&mut admin).await?;
-    eprintln!("bench: {rows} row changes written in {:.1} s ({start} .. {end})", fill.elapsed().as_secs_f64());
-
-    let extra = format!(
-        "[output]\nformat = \"{format}\"\nschemas = {schemas}\n"
+    eprintln!(
+        "bench: {rows} row changes written in {:.1} s ({start} .. {end})",
+        fill.elapsed().as_secs_f64()
     );
-    let toml = capture_toml(&stack, &name, &db, &start.to_string(), unique_server_id(), &extra)
-        .replace("linger_ms = 20", "linger_ms = 100")
-        .replace("position_heartbeat_ms = 500", "position_heartbeat_ms = 5000");
+
+    let extra = format!("[output]\nformat = \"{format}\"\nschemas = {schemas}\n");
+    let toml = capture_toml(
+        &stack,
+        &name,
+        &db,
+        &start.to_string(),
+        unique_server_id(),
+        &extra,
+    )
+    .replace("linger_ms = 20", "linger_ms = 100")
+    .replace(
+        "position_heartbeat_ms = 500",
+        "position_heartbeat_ms = 5000",
+    );
     let dir = std::env::temp_dir().join(&name);
     std::fs::create_dir_all(&dir)?;
     let config_path = dir.join("capture.toml");
@@ -112,21 +131,32 @@ async fn main() -> Result<()> {
     let log = std::fs::File::create(dir.join("capture.log"))?;
 
     let started = Instant::now();
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
     let mut child = tokio::process::Command::new(&binary)
         .arg("--config")
         .arg(&config_path)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("ROWFERRY_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .kill_on_drop(true)
         .spawn()?;
     let pid = child.id().context("no pid")?;
     let mut peak = 0;
+    // Polled slowly so that the bench itself takes little CPU; the end time is the timestamp
+    // of the position record that covers the last change.
     let elapsed = loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
         if let Some(status) = child.try_wait()? {
-            bail!("capture exited early: {status}; see {}", dir.join("capture.log").display());
+            bail!(
+                "capture exited early: {status}; see {}",
+                dir.join("capture.log").display()
+            );
         }
         let offsets = read_committed(&stack.kafka_bootstrap, &format!("{name}.offsets"))?;
         if let Some(last) = offsets.last() {
@@ -135,7 +165,22 @@ async fn main() -> Result<()> {
             let pos = position["pos"].as_u64().unwrap_or(0);
             let at = rowferry_shared::position::BinlogFilePosition::new(file, pos);
             if position["partial"].is_null() && at.compare(&end).is_ok_and(|o| o.is_ge()) {
-                break started.elapsed();
+                let first_done = offsets
+                    .iter()
+                    .find(|r| {
+                        r.json().is_ok_and(|p| {
+                            p["partial"].is_null()
+                                && rowferry_shared::position::BinlogFilePosition::new(
+                                    p["file"].as_str().unwrap_or_default(),
+                                    p["pos"].as_u64().unwrap_or(0),
+                                )
+                                .compare(&end)
+                                .is_ok_and(|o| o.is_ge())
+                        })
+                    })
+                    .and_then(|r| r.timestamp_ms)
+                    .context("position record without timestamp")?;
+                break Duration::from_millis((first_done - started_ms).max(1) as u64);
             }
         }
         if started.elapsed() > Duration::from_secs(1800) {
@@ -158,7 +203,11 @@ async fn main() -> Result<()> {
     let secs = elapsed.as_secs_f64();
     println!(
         "| {format}{} | {rows} | {secs:.1} s | {:.0} events/s | {:.1} MB/s | {:.0} B | {:.1} MB | {:.0} % |",
-        if format == "debezium-json" && !schemas { " (no schemas)" } else { "" },
+        if format == "debezium-json" && !schemas {
+            " (no schemas)"
+        } else {
+            ""
+        },
         rows as f64 / secs,
         bytes as f64 / secs / 1e6,
         bytes as f64 / rows as f64,
