@@ -100,6 +100,10 @@ pub struct SourceConfig {
     /// (`mariadb-bin.000003:4`) or `gtid:<set>` (`gtid:0-1-100`, `gtid:uuid:1-42`).
     #[serde(default = "default_start")]
     pub start: String,
+    /// Start here even if a position is stored (same forms as `start`); the stored position is
+    /// replaced at the first commit. Meant for one run (`rowferry-capture --seek …`).
+    #[serde(default)]
+    pub seek: Option<String>,
     /// How often the source sends a heartbeat when it has nothing new, in milliseconds.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_interval_ms: u64,

@@ -22,6 +22,10 @@ struct Cli {
     /// `ROWFERRY_CAPTURE_<SECTION>__<KEY>`.
     #[arg(long, env = "ROWFERRY_CONFIG")]
     config: Option<PathBuf>,
+    /// Start at this position instead of the stored one: `earliest`, `latest`, `file:pos` or
+    /// `gtid:<set>`. The stored position is replaced at the first commit.
+    #[arg(long, value_name = "POSITION")]
+    seek: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,7 +37,10 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = CaptureConfig::load(cli.config.as_deref())?;
+    let mut config = CaptureConfig::load(cli.config.as_deref())?;
+    if cli.seek.is_some() {
+        config.source.seek = cli.seek;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -101,12 +102,14 @@ pub async fn run(
 ) -> Result<(), CaptureError> {
     let initial = Duration::from_millis(config.source.retry_initial_ms.max(50));
     let mut delay = initial;
+    // A seek applies until its first commit; restarts after that resume from what was stored.
+    let seek_done = AtomicBool::new(config.source.seek.is_none());
     loop {
         status.send_modify(|s| {
             s.state = State::Starting;
         });
         let started = Instant::now();
-        let result = run_once(&config, &status, &cancel).await;
+        let result = run_once(&config, &status, &cancel, &seek_done).await;
         match result {
             Ok(()) => {
                 status.send_modify(|s| {
@@ -157,6 +160,7 @@ async fn run_once(
     config: &CaptureConfig,
     status: &StatusSender,
     cancel: &CancellationToken,
+    seek_done: &AtomicBool,
 ) -> Result<(), CaptureError> {
     let filter = Filter::new(&config.filter)?;
     // Registering the transactional id first fences older instances and aborts what they left
@@ -201,9 +205,21 @@ async fn run_once(
              is wrong for changes logged before a later ALTER TABLE; set binlog_row_metadata=FULL"
         );
     }
-    let (start, resume) = match &stored {
-        Some(position) => resume_from(&mut meta, &facts, position).await?,
-        None => (
+    let seek = config
+        .source
+        .seek
+        .as_deref()
+        .filter(|_| !seek_done.load(Ordering::Relaxed));
+    let (start, resume) = match (&stored, seek) {
+        (_, Some(seek)) => {
+            tracing::info!(
+                seek,
+                "seeking: the stored position is replaced at the first commit"
+            );
+            (source::resolve_start(&mut meta, &facts, seek).await?, None)
+        }
+        (Some(position), None) => resume_from(&mut meta, &facts, position).await?,
+        (None, None) => (
             source::resolve_start(&mut meta, &facts, &config.source.start).await?,
             None,
         ),
@@ -229,16 +245,20 @@ async fn run_once(
         format,
         CodecOptions::new(config.topic_prefix(), env!("CARGO_PKG_VERSION")),
     );
-    let boundary = stored.clone().unwrap_or_else(|| StoredPosition {
-        version: POSITION_VERSION,
-        flavor: facts.flavor.to_string(),
-        source_server_id: facts.server_id,
-        file: start.file.file.clone(),
-        pos: start.file.pos,
-        gtids: start.gtids.as_ref().map(ToString::to_string),
-        partial: None,
-        source_ts_ms: 0,
-    });
+    let fresh_start = seek.is_some() || stored.is_none();
+    let boundary = stored
+        .clone()
+        .filter(|_| !fresh_start)
+        .unwrap_or_else(|| StoredPosition {
+            version: POSITION_VERSION,
+            flavor: facts.flavor.to_string(),
+            source_server_id: facts.server_id,
+            file: start.file.file.clone(),
+            pos: start.file.pos,
+            gtids: start.gtids.as_ref().map(ToString::to_string),
+            partial: None,
+            source_ts_ms: 0,
+        });
     let mut streamer = Streamer {
         config,
         filter,
@@ -259,6 +279,7 @@ async fn run_once(
         keys: HashMap::new(),
         fde_seen: false,
         last_commit: Instant::now(),
+        seek_done,
     };
     streamer.stream(stream, cancel).await
 }
@@ -376,6 +397,7 @@ struct Streamer<'a> {
     keys: HashMap<TableId, Option<(bool, Vec<String>)>>,
     fde_seen: bool,
     last_commit: Instant,
+    seek_done: &'a AtomicBool,
 }
 
 /// The first ROTATE of a dump arrives before the FORMAT_DESCRIPTION, so when the source
@@ -462,6 +484,7 @@ impl Streamer<'_> {
     /// Publishes commits that finished in the background.
     fn report_completed(&mut self) {
         for (position, records) in self.writer.take_completed() {
+            self.seek_done.store(true, Ordering::Relaxed);
             self.status.send_modify(|s| {
                 s.committed = Some(position);
                 s.records_committed += records as u64;

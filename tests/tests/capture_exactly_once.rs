@@ -223,3 +223,57 @@ async fn a_second_instance_with_the_same_name_fences_the_first() -> Result<()> {
     second.stop().await?;
     assert_exactly_once(&counts(&stack, &format!("{name}.{db}.seq"))?, 150)
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seek_replays_from_the_given_position_once() -> Result<()> {
+    let stack = Stack::from_env()?;
+    let (mut admin, db) = setup(&stack, "cap_seek").await?;
+    let name = unique_name("capseek");
+    let start = binlog_end(&mut admin).await?;
+    let toml = capture_toml(
+        &stack,
+        &name,
+        &db,
+        &start.to_string(),
+        unique_server_id(),
+        "",
+    );
+
+    let mut capture = InProcess::start(config(&toml)?);
+    insert_seq(&mut admin, &db, 0, 50, 5).await?;
+    let middle = binlog_end(&mut admin).await?;
+    insert_seq(&mut admin, &db, 50, 100, 5).await?;
+    capture
+        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
+        .await?;
+    capture.stop().await?;
+
+    // Seek back to the middle: rows 50..100 are sent again, then new rows once.
+    let mut seeking = config(&toml)?;
+    seeking.source.seek = Some(middle.to_string());
+    let mut capture = InProcess::start(seeking);
+    insert_seq(&mut admin, &db, 100, 120, 5).await?;
+    capture
+        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
+        .await?;
+    capture.stop().await?;
+
+    // A plain restart afterwards resumes from the stored position: nothing more is repeated.
+    let mut capture = InProcess::start(config(&toml)?);
+    insert_seq(&mut admin, &db, 120, 130, 5).await?;
+    capture
+        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
+        .await?;
+    capture.stop().await?;
+
+    let counts = counts(&stack, &format!("{name}.{db}.seq"))?;
+    for n in 0..130 {
+        let expected = if (50..100).contains(&n) { 2 } else { 1 };
+        ensure!(
+            counts.get(&n) == Some(&expected),
+            "row {n}: {:?} records, expected {expected}",
+            counts.get(&n)
+        );
+    }
+    Ok(())
+}
