@@ -3,6 +3,7 @@
 
 pub mod binlog;
 pub mod config;
+pub mod control;
 pub mod filter;
 pub mod kafka;
 pub mod pipeline;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use rowferry_capture::config::CaptureConfig;
+use rowferry_capture::control::{self, Control};
 use rowferry_capture::{pipeline, status};
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +58,19 @@ fn main() -> anyhow::Result<()> {
                 cancel.cancel();
             })
         };
+        let server_stop = CancellationToken::new();
+        let server = if config.control.grpc_listen.is_empty() {
+            None
+        } else {
+            let control = Control::new(config.name.clone(), status_rx.clone());
+            let listener = control::bind(&config.control.grpc_listen).await?;
+            let stop = server_stop.clone();
+            Some(tokio::spawn(async move {
+                if let Err(error) = control::serve(listener, control, stop).await {
+                    tracing::error!(%error, "control endpoint stopped");
+                }
+            }))
+        };
         tokio::spawn(async move {
             let mut last = None;
             while status_rx.changed().await.is_ok() {
@@ -69,6 +83,10 @@ fn main() -> anyhow::Result<()> {
         });
         let result = pipeline::run(config, status_tx, cancel).await;
         signals.abort();
+        server_stop.cancel();
+        if let Some(server) = server {
+            let _ = server.await;
+        }
         result.map_err(anyhow::Error::from)
     })
 }

@@ -10,5 +10,12 @@ pub mod event {
     }
 }
 
+/// `rowferry.capture.v1`: the control API of rowferry-capture.
+pub mod capture {
+    pub mod v1 {
+        tonic::include_proto!("rowferry.capture.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every rowferry proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("rowferry_descriptor");
