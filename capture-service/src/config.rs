@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use rowferry_shared::codec::BigintUnsignedMode;
 use serde::Deserialize;
 
 /// Prefix of environment variables that override configuration keys.
@@ -178,6 +179,14 @@ pub struct OutputConfig {
     /// Topic for `dead-letter`; `<prefix>.dead-letter` when empty.
     #[serde(default)]
     pub dead_letter_topic: Option<String>,
+    /// Debezium's `bigint.unsigned.handling.mode`: `long` (int64; values above 2^63-1 wrap,
+    /// Debezium's default) or `precise` (Connect Decimal, exact).
+    #[serde(default)]
+    pub bigint_unsigned_handling: BigintUnsignedMode,
+    /// Debezium's `column.propagate.source.type` for every column: field schemas carry the
+    /// SQL type, length and scale as parameters.
+    #[serde(default)]
+    pub propagate_source_types: bool,
 }
 
 fn default_format() -> String {
@@ -199,6 +208,8 @@ impl Default for OutputConfig {
             tombstones: true,
             large_record_policy: default_large_policy(),
             dead_letter_topic: None,
+            bigint_unsigned_handling: BigintUnsignedMode::default(),
+            propagate_source_types: false,
         }
     }
 }

@@ -16,20 +16,29 @@ pub struct Filter {
     exclude_columns: Vec<Regex>,
 }
 
-/// A pattern that is not a valid regular expression.
+/// A filter that cannot be applied.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid pattern {pattern:?} in filter.{list}: {source}")]
-pub struct FilterError {
-    list: &'static str,
-    pattern: String,
-    source: regex::Error,
+pub enum FilterError {
+    /// A pattern that is not a valid regular expression.
+    #[error("invalid pattern {pattern:?} in filter.{list}: {source}")]
+    Pattern {
+        list: &'static str,
+        pattern: String,
+        source: regex::Error,
+    },
+    /// An excluded column identifies the table's rows.
+    #[error(
+        "filter.exclude_columns removes `{column}`, a key column of {table}; records need their \
+         key: narrow the pattern"
+    )]
+    KeyColumn { table: String, column: String },
 }
 
 fn compile(list: &'static str, patterns: &[String]) -> Result<Vec<Regex>, FilterError> {
     patterns
         .iter()
         .map(|p| {
-            Regex::new(&format!("^(?:{p})$")).map_err(|source| FilterError {
+            Regex::new(&format!("^(?:{p})$")).map_err(|source| FilterError::Pattern {
                 list,
                 pattern: p.clone(),
                 source,

@@ -241,10 +241,10 @@ async fn run_once(
             schemas: config.output.schemas,
         },
     };
-    let encoder = Encoder::new(
-        format,
-        CodecOptions::new(config.topic_prefix(), env!("CARGO_PKG_VERSION")),
-    );
+    let mut options = CodecOptions::new(config.topic_prefix(), env!("CARGO_PKG_VERSION"));
+    options.bigint_unsigned = config.output.bigint_unsigned_handling;
+    options.propagate_source_types = config.output.propagate_source_types;
+    let encoder = Encoder::new(format, options);
     let fresh_start = seek.is_some() || stored.is_none();
     let boundary = stored
         .clone()
@@ -296,6 +296,13 @@ async fn resume_from(
     facts: &SourceFacts,
     position: &StoredPosition,
 ) -> Result<(StreamStart, Option<Resume>), CaptureError> {
+    if position.version > POSITION_VERSION {
+        return Err(CaptureError::Position(format!(
+            "it has format version {}, this rowferry reads up to {POSITION_VERSION}; run the \
+             newer rowferry, or seek to a position explicitly",
+            position.version
+        )));
+    }
     if position.flavor != facts.flavor.to_string() {
         return Err(CaptureError::Position(format!(
             "it was written for a {} source, this one is {}; seek to a position of this source",
@@ -761,6 +768,24 @@ impl Streamer<'_> {
             .map(|&i| map.schema.columns[i].clone())
             .collect();
         let position_of = |name: &str| columns.iter().position(|c| c.name == name);
+        let mut key_columns = map.schema.key.columns().to_vec();
+        if let Some((_, names)) = &key_names {
+            key_columns.extend(
+                names
+                    .iter()
+                    .filter_map(|n| map.schema.columns.iter().position(|c| &c.name == n)),
+            );
+        }
+        let excluded_key = key_columns
+            .iter()
+            .find(|i| excluded.contains(i))
+            .map(|&i| map.schema.columns[i].name.clone());
+        if let Some(column) = excluded_key {
+            return Err(CaptureError::Filter(FilterError::KeyColumn {
+                table: id.to_string(),
+                column,
+            }));
+        }
         let key = match &key_names {
             Some((primary, names)) => {
                 let indexes: Option<Vec<usize>> = names.iter().map(|n| position_of(n)).collect();

@@ -45,6 +45,11 @@ async fn inserts_updates_deletes_and_transactions_become_debezium_records() -> R
     admin
         .query_drop(format!("CREATE TABLE `{db}`.nokey (a INT, b VARCHAR(5))"))
         .await?;
+    admin
+        .query_drop(format!(
+            "CREATE TABLE `{db}`.unique_only (code VARCHAR(8) NOT NULL, n INT, UNIQUE KEY (code))"
+        ))
+        .await?;
     let start = binlog_end(&mut admin).await?;
     let mut capture = InProcess::start(config(&capture_toml(
         &stack,
@@ -84,6 +89,10 @@ async fn inserts_updates_deletes_and_transactions_become_debezium_records() -> R
     // A table without any key.
     admin
         .query_drop(format!("INSERT INTO `{db}`.nokey VALUES (1,'x'),(1,'x')"))
+        .await?;
+    // No primary key but a UNIQUE NOT NULL key: it becomes the record key.
+    admin
+        .query_drop(format!("INSERT INTO `{db}`.unique_only VALUES ('k1', 1)"))
         .await?;
     // DDL between changes: the records after it carry the new column, not before.
     admin
@@ -213,6 +222,10 @@ async fn inserts_updates_deletes_and_transactions_become_debezium_records() -> R
     for record in &nokey {
         assert_eq!(payload(record)?["after"], json!({"a": 1, "b": "x"}));
     }
+
+    let unique = read_committed(&stack.kafka_bootstrap, &format!("{name}.{db}.unique_only"))?;
+    assert_eq!(unique.len(), 1);
+    assert_eq!(unique[0].key_json()?["payload"], json!({"code": "k1"}));
 
     // The offsets topic holds the position the capture reached.
     let offsets = read_committed(&stack.kafka_bootstrap, &format!("{name}.offsets"))?;
