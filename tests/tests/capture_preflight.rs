@@ -3,8 +3,8 @@
 //! source or broker is retried with backoff, not a silent exit. Without FULL row metadata the
 //! capture still works, from information_schema, and says so.
 //!
-//! Some tests change the source's global settings; they hold [`GLOBALS`] so that no other test
-//! of this file sees the change (test files run one after another).
+//! Some tests change the source's global settings or purge binlogs; every test of this file
+//! holds [`GLOBALS`] so that none sees another's change (test files run one after another).
 
 use std::time::Duration;
 
@@ -109,6 +109,7 @@ async fn partial_row_images_are_refused_with_the_fix() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_privileges_are_named() -> Result<()> {
+    let _guard = GLOBALS.lock().await;
     let stack = Stack::from_env()?;
     let mut admin = admin(&stack).await?;
     let user = unique_name("weak");
@@ -133,6 +134,7 @@ async fn missing_privileges_are_named() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sources_own_server_id_is_refused() -> Result<()> {
+    let _guard = GLOBALS.lock().await;
     let stack = Stack::from_env()?;
     let toml = capture_toml(&stack, &unique_name("cappre"), "none", "latest", 1, "");
     let error = failure_of(&toml).await?;
@@ -149,11 +151,31 @@ async fn a_purged_binlog_is_refused_with_the_fix() -> Result<()> {
     let stack = Stack::from_env()?;
     let mut admin = admin(&stack).await?;
     let old = binlog_end(&mut admin).await?;
-    admin.query_drop("FLUSH BINARY LOGS").await?;
-    let current = binlog_end(&mut admin).await?;
-    admin
-        .query_drop(format!("PURGE BINARY LOGS TO '{}'", current.file))
-        .await?;
+    // The server keeps a file that a replica still reads or crash recovery still needs (until
+    // its binlog checkpoint): flush and purge until it is gone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        admin.query_drop("FLUSH BINARY LOGS").await?;
+        let current = binlog_end(&mut admin).await?;
+        admin
+            .query_drop(format!("PURGE BINARY LOGS TO '{}'", current.file))
+            .await?;
+        let files: Vec<String> = admin
+            .query("SHOW BINARY LOGS")
+            .await?
+            .into_iter()
+            .map(|row: mysql_async::Row| row.get::<String, _>(0).unwrap_or_default())
+            .collect();
+        if !files.contains(&old.file) {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{} could not be purged",
+            old.file
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let error = failure_of(&toml_for(&stack, "none", &format!("{}:4", old.file))).await?;
     ensure!(
         error.contains(&format!("binlog file {} is not on the source", old.file))
@@ -166,6 +188,7 @@ async fn a_purged_binlog_is_refused_with_the_fix() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_source_is_retried_not_fatal() -> Result<()> {
+    let _guard = GLOBALS.lock().await;
     let stack = Stack::from_env()?;
     let toml = toml_for(&stack, "none", "latest").replace("127.0.0.1:3306", "127.0.0.1:3399");
     let mut capture = InProcess::start(config(&toml)?);
@@ -189,6 +212,7 @@ async fn an_unreachable_source_is_retried_not_fatal() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_broker_is_retried_not_fatal() -> Result<()> {
+    let _guard = GLOBALS.lock().await;
     let stack = Stack::from_env()?;
     let toml = toml_for(&stack, "none", "latest")
         .replace(&stack.kafka_bootstrap, "127.0.0.1:9")
