@@ -449,6 +449,24 @@ mod tests {
     }
 
     #[test]
+    fn environment_overrides_the_file_and_passwords_come_from_files() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("password.txt", "from-file\n")?;
+            let file = MINIMAL.replace("password = \"s3cret\"", "password_file = \"password.txt\"");
+            jail.create_file("capture.toml", &file)?;
+            jail.set_env("ROWFERRY_CAPTURE_SOURCE__SERVER_ID", "777");
+            jail.set_env("ROWFERRY_CAPTURE_OUTPUT__FORMAT", "protobuf");
+            let config =
+                CaptureConfig::load(Some(Path::new("capture.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.source.server_id, 777);
+            assert_eq!(config.output.format, "protobuf");
+            let password = config.source_password().map_err(|e| e.to_string())?;
+            assert_eq!(password.as_ref().map(Secret::expose), Some("from-file"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn bad_values_name_the_key_and_the_fix() {
         let bad = MINIMAL.replace("server_id = 501", "server_id = 0");
         let err = CaptureConfig::from_toml(&bad).err().map(|e| e.to_string());

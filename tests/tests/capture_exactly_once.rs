@@ -277,3 +277,40 @@ async fn seek_replays_from_the_given_position_once() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_crosses_binlog_rotations_and_starts_from_a_gtid() -> Result<()> {
+    let stack = Stack::from_env()?;
+    let (mut admin, db) = setup(&stack, "cap_rotate").await?;
+    let name = unique_name("caprotate");
+    // Start from the source's current GTID position instead of a file position.
+    let gtid: String = admin
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await?
+        .context("no gtid_binlog_pos")?;
+    let toml = capture_toml(
+        &stack,
+        &name,
+        &db,
+        &format!("gtid:{gtid}"),
+        unique_server_id(),
+        "",
+    );
+    let mut capture = InProcess::start(config(&toml)?);
+    insert_seq(&mut admin, &db, 0, 30, 3).await?;
+    admin.query_drop("FLUSH BINARY LOGS").await?;
+    insert_seq(&mut admin, &db, 30, 60, 3).await?;
+    admin.query_drop("FLUSH BINARY LOGS").await?;
+    insert_seq(&mut admin, &db, 60, 90, 3).await?;
+    let end = binlog_end(&mut admin).await?;
+    let status = capture
+        .wait_committed(&end, Duration::from_secs(60))
+        .await?;
+    capture.stop().await?;
+    let committed = status.committed.context("nothing committed")?;
+    ensure!(
+        committed.file == end.file,
+        "position follows the rotation: {committed:?}"
+    );
+    assert_exactly_once(&counts(&stack, &format!("{name}.{db}.seq"))?, 90)
+}

@@ -115,6 +115,9 @@ impl TransactionalWriter {
                 config.transaction_timeout_ms.to_string(),
             )
             .set("message.max.bytes", max_message.to_string())
+            // Java's default partitioner, so a key lands in the partition Debezium (and any
+            // Java producer) would choose; librdkafka's own default hashes differently.
+            .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
             .set("batch.size", "1000000")
             .set("queue.buffering.max.kbytes", "32768")
