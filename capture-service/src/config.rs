@@ -449,6 +449,8 @@ mod tests {
     }
 
     #[test]
+    // figment's own error type is large; it is only returned inside this test.
+    #[allow(clippy::result_large_err)]
     fn environment_overrides_the_file_and_passwords_come_from_files() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("password.txt", "from-file\n")?;
