@@ -103,13 +103,16 @@ pub async fn run(
     let initial = Duration::from_millis(config.source.retry_initial_ms.max(50));
     let mut delay = initial;
     // A seek applies until its first commit; restarts after that resume from what was stored.
-    let seek_done = AtomicBool::new(config.source.seek.is_none());
+    let seek = SeekState {
+        done: AtomicBool::new(config.source.seek.is_none()),
+        stored_before: std::sync::Mutex::new(None),
+    };
     loop {
         status.send_modify(|s| {
             s.state = State::Starting;
         });
         let started = Instant::now();
-        let result = run_once(&config, &status, &cancel, &seek_done).await;
+        let result = run_once(&config, &status, &cancel, &seek).await;
         match result {
             Ok(()) => {
                 status.send_modify(|s| {
@@ -160,7 +163,7 @@ async fn run_once(
     config: &CaptureConfig,
     status: &StatusSender,
     cancel: &CancellationToken,
-    seek_done: &AtomicBool,
+    seek: &SeekState,
 ) -> Result<(), CaptureError> {
     let filter = Filter::new(&config.filter)?;
     // Registering the transactional id first fences older instances and aborts what they left
@@ -205,12 +208,8 @@ async fn run_once(
              is wrong for changes logged before a later ALTER TABLE; set binlog_row_metadata=FULL"
         );
     }
-    let seek = config
-        .source
-        .seek
-        .as_deref()
-        .filter(|_| !seek_done.load(Ordering::Relaxed));
-    let (start, resume) = match (&stored, seek) {
+    let seek_position = seek.pending(config, stored.as_ref());
+    let (start, resume) = match (&stored, seek_position) {
         (_, Some(seek)) => {
             tracing::info!(
                 seek,
@@ -245,7 +244,7 @@ async fn run_once(
     options.bigint_unsigned = config.output.bigint_unsigned_handling;
     options.propagate_source_types = config.output.propagate_source_types;
     let encoder = Encoder::new(format, options);
-    let fresh_start = seek.is_some() || stored.is_none();
+    let fresh_start = seek_position.is_some() || stored.is_none();
     let boundary = stored
         .clone()
         .filter(|_| !fresh_start)
@@ -279,9 +278,49 @@ async fn run_once(
         keys: HashMap::new(),
         fde_seen: false,
         last_commit: Instant::now(),
-        seek_done,
+        seek,
+        last_end: start.file.pos,
     };
-    streamer.stream(stream, cancel).await
+    let result = streamer.stream(stream, cancel).await;
+    if result.is_err() {
+        // Release read_committed consumers now rather than at the transaction timeout.
+        streamer.writer.abort().await;
+    }
+    result
+}
+
+/// Whether `--seek` still applies.
+struct SeekState {
+    done: AtomicBool,
+    /// The stored position when the seek was applied: once the stored position differs, a
+    /// commit of the seek landed (even if this process never heard back) and the seek is done.
+    stored_before: std::sync::Mutex<Option<Option<StoredPosition>>>,
+}
+
+impl SeekState {
+    /// The seek position, if it still applies given what is stored now.
+    fn pending<'c>(
+        &self,
+        config: &'c CaptureConfig,
+        stored: Option<&StoredPosition>,
+    ) -> Option<&'c str> {
+        let seek = config.source.seek.as_deref()?;
+        if self.done.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut before = self.stored_before.lock().ok()?;
+        match &*before {
+            Some(previous) if previous.as_ref() != stored => {
+                self.done.store(true, Ordering::Relaxed);
+                None
+            }
+            Some(_) => Some(seek),
+            None => {
+                *before = Some(stored.cloned());
+                Some(seek)
+            }
+        }
+    }
 }
 
 /// A split transaction to resume inside: skip this many rows of the first transaction.
@@ -404,7 +443,9 @@ struct Streamer<'a> {
     keys: HashMap<TableId, Option<(bool, Vec<String>)>>,
     fde_seen: bool,
     last_commit: Instant,
-    seek_done: &'a AtomicBool,
+    seek: &'a SeekState,
+    /// End position of the last event that had one.
+    last_end: u64,
 }
 
 /// The first ROTATE of a dump arrives before the FORMAT_DESCRIPTION, so when the source
@@ -474,11 +515,23 @@ impl Streamer<'_> {
             };
             let event = match next {
                 Some(Ok(event)) => event,
-                Some(Err(e)) => return Err(SourceError::Stream(e).into()),
+                // A server error is the source's refusal; anything else means the connection
+                // went away, which is also what a server_id clash looks like.
+                Some(Err(mysql_async::Error::Server(e))) => {
+                    return Err(SourceError::Stream(mysql_async::Error::Server(e)).into());
+                }
+                Some(Err(e)) => {
+                    return Err(SourceError::StreamClosed {
+                        server_id: self.config.source.server_id,
+                        detail: e.to_string(),
+                    }
+                    .into());
+                }
                 None => {
-                    return Err(SourceError::Stream(mysql_async::Error::Other(
-                        "the source closed the binlog stream".into(),
-                    ))
+                    return Err(SourceError::StreamClosed {
+                        server_id: self.config.source.server_id,
+                        detail: "end of stream".into(),
+                    }
                     .into());
                 }
             };
@@ -491,7 +544,7 @@ impl Streamer<'_> {
     /// Publishes commits that finished in the background.
     fn report_completed(&mut self) {
         for (position, records) in self.writer.take_completed() {
-            self.seek_done.store(true, Ordering::Relaxed);
+            self.seek.done.store(true, Ordering::Relaxed);
             self.status.send_modify(|s| {
                 s.committed = Some(position);
                 s.records_committed += records as u64;
@@ -529,7 +582,13 @@ impl Streamer<'_> {
         event: &mysql_async::binlog::events::Event,
     ) -> Result<(), CaptureError> {
         let header = event.header();
-        let end = u64::from(header.log_pos());
+        // Events unpacked from a MySQL transaction payload (and MariaDB ≥ 11.4 events inside a
+        // transaction) carry end_log_pos 0: they end where the last positioned event ended.
+        let end = match u64::from(header.log_pos()) {
+            0 => self.last_end,
+            end => end,
+        };
+        self.last_end = end;
         let start = end.saturating_sub(u64::from(header.event_size()));
         if self.fde_seen {
             verify_checksum(event, start).map_err(|e| self.decode_error(start, e))?;
@@ -560,12 +619,13 @@ impl Streamer<'_> {
                     Some(gtid),
                     start,
                     !standalone && self.facts.flavor == Flavor::MariaDb,
-                )?;
+                )
+                .await?;
             }
-            SourceEvent::AnonymousGtid => self.begin_group(None, start, false)?,
+            SourceEvent::AnonymousGtid => self.begin_group(None, start, false).await?,
             SourceEvent::Begin { thread_id } => {
                 if self.group.is_none() {
-                    self.begin_group(None, start, true)?;
+                    self.begin_group(None, start, true).await?;
                 }
                 if let Some(group) = &mut self.group {
                     group.transactional = true;
@@ -589,7 +649,7 @@ impl Streamer<'_> {
                     Some(_) => self.end_group(end, header.timestamp()).await?,
                     None => {
                         // A statement outside any group (no GTIDs, no BEGIN): it is its own group.
-                        self.begin_group(None, start, false)?;
+                        self.begin_group(None, start, false).await?;
                         self.end_group(end, header.timestamp()).await?;
                     }
                 }
@@ -616,7 +676,7 @@ impl Streamer<'_> {
                     return Ok(());
                 };
                 if self.group.is_none() {
-                    self.begin_group(None, start, false)?;
+                    self.begin_group(None, start, false).await?;
                 }
                 let view = self.table_view(&map).await?;
                 let mut context = self.rows_context(start, header.timestamp(), header.server_id());
@@ -639,12 +699,18 @@ impl Streamer<'_> {
         Ok(())
     }
 
-    fn begin_group(
+    async fn begin_group(
         &mut self,
         gtid: Option<Gtid>,
         start: u64,
         transactional: bool,
     ) -> Result<(), CaptureError> {
+        if self.group.is_some() {
+            // A new group without an end event for the last one: treat the last as ended here
+            // rather than lose its GTID.
+            tracing::warn!(file = %self.file, pos = start, "binlog group without an end event");
+            self.end_group(start, 0).await?;
+        }
         let skip = match self.resume.take() {
             Some(resume) => {
                 let found = gtid.as_ref().map(ToString::to_string);
@@ -755,7 +821,9 @@ impl Streamer<'_> {
             return Ok(Arc::clone(view));
         }
         if !self.keys.contains_key(id) {
-            let key = source::table_key(&mut self.meta, id).await.unwrap_or(None);
+            // An error here is transient (the metadata connection may have been closed by
+            // wait_timeout); guessing "no key" would publish wrongly keyed records.
+            let key = source::table_key(&mut self.meta, id).await?;
             self.keys.insert(id.clone(), key);
         }
         let key_names = self.keys.get(id).cloned().flatten();
@@ -843,13 +911,6 @@ impl Streamer<'_> {
         context: &mut RowsContext,
         change: RowChange,
     ) -> Result<(), CaptureError> {
-        let Some(group) = &mut self.group else {
-            return Ok(());
-        };
-        group.rows += 1;
-        if group.rows <= group.skip {
-            return Ok(());
-        }
         let change = project(change, view.keep.as_deref());
         let key_changed = match &change {
             RowChange::Update { before, after } => {
@@ -858,6 +919,22 @@ impl Streamer<'_> {
             }
             _ => false,
         };
+        let Some(group) = &mut self.group else {
+            return Ok(());
+        };
+        group.rows += 1;
+        if group.rows <= group.skip {
+            // Already delivered before a restart; keep the order numbers where they were.
+            let records = if key_changed { 2 } else { 1 };
+            group.total_order += records;
+            match group.table_orders.get_mut(&view.schema.id) {
+                Some(order) => *order += records,
+                None => {
+                    group.table_orders.insert(view.schema.id.clone(), records);
+                }
+            }
+            return Ok(());
+        }
         match change {
             // Debezium's way for a key change: delete under the old key, create under the new.
             RowChange::Update { before, after } if key_changed => {

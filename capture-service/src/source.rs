@@ -35,6 +35,13 @@ pub enum SourceError {
     /// The binlog stream failed.
     #[error("binlog stream from the source failed: {0}")]
     Stream(mysql_async::Error),
+    /// The source ended the binlog stream.
+    #[error(
+        "the source closed the binlog stream ({detail}); if this repeats, another replica may \
+         be registered with server_id {server_id}: the source drops the older of two \
+         replicas with one server_id, so give each its own source.server_id"
+    )]
+    StreamClosed { server_id: u32, detail: String },
 }
 
 impl SourceError {
@@ -46,6 +53,7 @@ impl SourceError {
             | SourceError::Stream(source) => !matches!(source, mysql_async::Error::Server(e) if
                 // access denied, unknown database, purged binlog, bad server id …
                 matches!(e.code, 1044 | 1045 | 1049 | 1227 | 1236 | 1064 | 1193)),
+            SourceError::StreamClosed { .. } => true,
             SourceError::Url(_) | SourceError::Refused { .. } => false,
         }
     }
@@ -295,7 +303,20 @@ async fn mariadb_gtid_at(conn: &mut Conn, at: &BinlogFilePosition) -> Result<Gti
         at.pos
     );
     let row = query_row(conn, &sql).await?;
-    let text = row.map(|r| text(&r, 0)).unwrap_or_default();
+    // NULL means the server cannot place the position (not a boundary, not in its binlogs);
+    // "" is a real answer (no GTIDs before it).
+    let Some(text) = row
+        .as_ref()
+        .filter(|r| !matches!(r.as_ref(0), None | Some(mysql_async::Value::NULL)))
+        .map(|r| text(r, 0))
+    else {
+        return Err(refused(
+            format!(
+                "the source cannot find position {at} in its binlogs (BINLOG_GTID_POS is NULL)"
+            ),
+            "seek to a position printed by SHOW MASTER STATUS or SHOW BINLOG EVENTS",
+        ));
+    };
     GtidSet::parse_as(Flavor::MariaDb, &text).map_err(|e| {
         refused(
             format!("{at} is not a transaction boundary the source knows ({e})"),

@@ -173,7 +173,9 @@ pub fn classify<'a>(
                 query.query().into_owned(),
             )
         }
-        (Some(EventType::XID_EVENT), _) => SourceEvent::Commit,
+        // XA PREPARE ends the binlog group of an XA transaction (its COMMIT comes later, in a
+        // group of its own).
+        (Some(EventType::XID_EVENT | EventType::XA_PREPARE_LOG_EVENT), _) => SourceEvent::Commit,
         (Some(EventType::ROWS_QUERY_EVENT), _) => {
             let rows_query: RowsQueryEvent<'_> = event.read_event()?;
             SourceEvent::Annotate(rows_query.query().into_owned())
@@ -282,11 +284,16 @@ fn untagged_previous_gtids_fit(data: &[u8]) -> bool {
 }
 
 fn statement(thread_id: u32, db: String, sql: String) -> SourceEvent<'static> {
-    let keyword = sql.split_whitespace().next().unwrap_or("");
-    match keyword.to_ascii_uppercase().trim_end_matches(';') {
-        "BEGIN" => SourceEvent::Begin { thread_id },
-        "COMMIT" => SourceEvent::Commit,
-        "ROLLBACK" => SourceEvent::Rollback,
+    let mut words = sql
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(';').to_ascii_uppercase());
+    let first = words.next().unwrap_or_default();
+    let second = words.next().unwrap_or_default();
+    match (first.as_str(), second.as_str()) {
+        ("BEGIN", _) | ("XA", "START" | "BEGIN") => SourceEvent::Begin { thread_id },
+        ("COMMIT", _) | ("XA", "COMMIT") => SourceEvent::Commit,
+        // `ROLLBACK TO savepoint` stays inside the transaction.
+        ("ROLLBACK", "" | "WORK") | ("XA", "ROLLBACK") => SourceEvent::Rollback,
         _ => SourceEvent::Statement { db, sql, thread_id },
     }
 }
@@ -385,4 +392,35 @@ fn compressed_query(
         db,
         String::from_utf8_lossy(&sql).into_owned(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(sql: &str) -> &'static str {
+        match statement(1, String::new(), sql.to_owned()) {
+            SourceEvent::Begin { .. } => "begin",
+            SourceEvent::Commit => "commit",
+            SourceEvent::Rollback => "rollback",
+            _ => "statement",
+        }
+    }
+
+    #[test]
+    fn transaction_control_statements_are_told_apart() {
+        assert_eq!(kind("BEGIN"), "begin");
+        assert_eq!(kind("COMMIT"), "commit");
+        assert_eq!(kind("ROLLBACK"), "rollback");
+        assert_eq!(
+            kind("ROLLBACK TO `sp1`"),
+            "statement",
+            "a savepoint stays inside"
+        );
+        assert_eq!(kind("XA START X'01',X'',1"), "begin");
+        assert_eq!(kind("XA END X'01',X'',1"), "statement");
+        assert_eq!(kind("XA COMMIT X'01',X'',1"), "commit");
+        assert_eq!(kind("XA ROLLBACK X'01',X'',1"), "rollback");
+        assert_eq!(kind("ALTER TABLE t ADD c INT"), "statement");
+    }
 }

@@ -129,11 +129,27 @@ pub fn read_position(
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(|e| fail(format!("cannot read metadata of {topic}: {e}")))?;
+    if let Some(error) = metadata.topics().iter().find_map(|t| t.error()) {
+        return Err(fail(format!("metadata of {topic}: {error:?}")));
+    }
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
+    if partitions.is_empty() {
+        // Never read "no partitions" as "no stored position": that would start over.
+        return Err(fail(format!("{topic} has no partitions yet")));
+    }
+    // With read_committed, "end of partition" is reported at the first open transaction
+    // (another capture sharing the topic may be committing): read up to the high watermark.
+    let mut high: HashMap<i32, i64> = HashMap::new();
+    for &partition in &partitions {
+        let (_, hw) = consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|e| fail(format!("watermarks of {topic}: {e}")))?;
+        high.insert(partition, hw);
+    }
     let mut assignment = TopicPartitionList::new();
     for &partition in &partitions {
         assignment
@@ -143,7 +159,10 @@ pub fn read_position(
     consumer
         .assign(&assignment)
         .map_err(|e| fail(e.to_string()))?;
-    let mut at_end: HashMap<i32, bool> = partitions.iter().map(|&p| (p, false)).collect();
+    let mut at_end: HashMap<i32, bool> = partitions
+        .iter()
+        .map(|&p| (p, high.get(&p).is_some_and(|&hw| hw <= 0)))
+        .collect();
     let mut last: Option<Option<Vec<u8>>> = None;
     let deadline = Instant::now() + timeout;
     while at_end.values().any(|done| !done) {
@@ -155,7 +174,17 @@ pub fn read_position(
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
-                at_end.insert(partition, true);
+                let reached = consumer
+                    .position()
+                    .ok()
+                    .and_then(|list| {
+                        list.find_partition(topic, partition)
+                            .and_then(|p| p.offset().to_raw())
+                    })
+                    .is_some_and(|offset| offset >= high.get(&partition).copied().unwrap_or(0));
+                if reached {
+                    at_end.insert(partition, true);
+                }
             }
             Some(Err(e)) => return Err(fail(format!("reading {topic}: {e}"))),
             Some(Ok(message)) if message.key() == Some(name.as_bytes()) => {
