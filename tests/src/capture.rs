@@ -1,6 +1,7 @@
 //! Running rowferry-capture in tests: in-process (the library's pipeline task) for behaviour
 //! tests, as a child process for crash tests.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -180,4 +181,64 @@ pub fn capture_binary() -> Result<PathBuf> {
         );
     }
     Ok(binary)
+}
+
+/// A database of the test's own on the source (named from `prefix`), with `tables` created in
+/// it (each a `name (columns…)` clause), and an admin connection to it.
+pub async fn create_database(
+    stack: &Stack,
+    prefix: &str,
+    tables: &[&str],
+) -> Result<(Conn, String)> {
+    let db = crate::unique_name(prefix);
+    let mut admin = Conn::new(stack.source_admin_opts()?).await?;
+    admin.query_drop(format!("CREATE DATABASE `{db}`")).await?;
+    for table in tables {
+        admin
+            .query_drop(format!("CREATE TABLE `{db}`.{table}"))
+            .await?;
+    }
+    Ok((admin, db))
+}
+
+/// How many committed create records of `topic` carry each value of the integer column
+/// `column` in their `after` image (Debezium JSON).
+pub fn count_by(stack: &Stack, topic: &str, column: &str) -> Result<BTreeMap<u64, usize>> {
+    let mut counts = BTreeMap::new();
+    for record in crate::kafka::read_committed(&stack.kafka_bootstrap, topic)? {
+        let value = record.json()?;
+        let n = value["payload"]["after"][column]
+            .as_u64()
+            .with_context(|| format!("record without after.{column}: {value}"))?;
+        *counts.entry(n).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+/// Fails unless every value in `expected` was counted exactly once and nothing else was.
+pub fn assert_exactly_once(
+    counts: &BTreeMap<u64, usize>,
+    expected: impl IntoIterator<Item = u64>,
+) -> Result<()> {
+    let expected: Vec<u64> = expected.into_iter().collect();
+    let missing: Vec<u64> = expected
+        .iter()
+        .copied()
+        .filter(|n| !counts.contains_key(n))
+        .take(10)
+        .collect();
+    let twice: Vec<(u64, usize)> = counts
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(n, c)| (*n, *c))
+        .take(10)
+        .collect();
+    if !missing.is_empty() || !twice.is_empty() || counts.len() != expected.len() {
+        bail!(
+            "{} records for {} rows; first missing {missing:?}; first duplicated {twice:?}",
+            counts.len(),
+            expected.len()
+        );
+    }
+    Ok(())
 }

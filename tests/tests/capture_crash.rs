@@ -4,7 +4,6 @@
 //!
 //! `ROWFERRY_CRASH_KILLS` sets the number of kills (20 by default; `make soak-capture` runs 200).
 
-use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +12,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use rowferry_tests::capture::{InProcess, binlog_end, capture_binary, capture_toml, config};
+use rowferry_tests::capture::{
+    InProcess, assert_exactly_once, binlog_end, capture_binary, capture_toml, config, count_by,
+    create_database,
+};
 use rowferry_tests::kafka::read_committed;
 use rowferry_tests::{Stack, unique_name, unique_server_id};
 
@@ -86,15 +88,13 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let binary = capture_binary()?;
-    let db = unique_name("cap_crash");
     let name = unique_name("capcrash");
-    let mut admin = Conn::new(stack.source_admin_opts()?).await?;
-    admin.query_drop(format!("CREATE DATABASE `{db}`")).await?;
-    admin
-        .query_drop(format!(
-            "CREATE TABLE `{db}`.seq (n BIGINT PRIMARY KEY, note VARCHAR(20))"
-        ))
-        .await?;
+    let (mut admin, db) = create_database(
+        &stack,
+        "cap_crash",
+        &["seq (n BIGINT PRIMARY KEY, note VARCHAR(20))"],
+    )
+    .await?;
     let start = binlog_end(&mut admin).await?;
     let toml = capture_toml(
         &stack,
@@ -201,27 +201,10 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() -> Result<()> {
         .query_first(format!("SELECT COUNT(*) FROM `{db}`.seq"))
         .await?
         .context("count")?;
-    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
-    for record in read_committed(&stack.kafka_bootstrap, &format!("{name}.{db}.seq"))? {
-        let n = record.json()?["payload"]["after"]["n"]
-            .as_u64()
-            .context("after.n")?;
-        *counts.entry(n).or_insert(0) += 1;
-    }
-    let twice: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).take(10).collect();
-    ensure!(twice.is_empty(), "duplicated rows: {twice:?}");
+    let counts = count_by(&stack, &format!("{name}.{db}.seq"), "n")?;
     let ids: Vec<u64> = admin.query(format!("SELECT n FROM `{db}`.seq")).await?;
-    let missing: Vec<_> = ids
-        .iter()
-        .filter(|n| !counts.contains_key(n))
-        .take(10)
-        .collect();
-    ensure!(missing.is_empty(), "missing rows: {missing:?}");
-    ensure!(
-        counts.len() as u64 == written,
-        "{} records for {written} rows",
-        counts.len()
-    );
+    ensure!(ids.len() as u64 == written);
+    assert_exactly_once(&counts, ids)?;
     eprintln!("crash test: {written} rows, {kills} kills, every row exactly once");
     Ok(())
 }

@@ -7,27 +7,15 @@ use anyhow::{Context, Result, ensure};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use rowferry_capture::status::State;
-use rowferry_tests::capture::{InProcess, binlog_end, capture_toml, config};
+use rowferry_tests::capture::{InProcess, binlog_end, capture_toml, config, create_database};
 use rowferry_tests::kafka::read_committed;
 use rowferry_tests::{Stack, unique_name, unique_server_id};
 use serde_json::json;
 
-async fn setup(stack: &Stack, prefix: &str, tables: &[&str]) -> Result<(Conn, String)> {
-    let db = unique_name(prefix);
-    let mut admin = Conn::new(stack.source_admin_opts()?).await?;
-    admin.query_drop(format!("CREATE DATABASE `{db}`")).await?;
-    for table in tables {
-        admin
-            .query_drop(format!("CREATE TABLE `{db}`.{table}"))
-            .await?;
-    }
-    Ok((admin, db))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn excluded_tables_and_columns_stay_out_and_the_position_keeps_moving() -> Result<()> {
     let stack = Stack::from_env()?;
-    let (mut admin, db) = setup(
+    let (mut admin, db) = create_database(
         &stack,
         "cap_filter",
         &[
@@ -100,7 +88,7 @@ async fn excluded_tables_and_columns_stay_out_and_the_position_keeps_moving() ->
 
 async fn large_row(policy: &str) -> Result<(Stack, String, String, InProcess, Conn)> {
     let stack = Stack::from_env()?;
-    let (mut admin, db) = setup(
+    let (mut admin, db) = create_database(
         &stack,
         "cap_large",
         &["docs (id INT PRIMARY KEY, body MEDIUMTEXT)"],
