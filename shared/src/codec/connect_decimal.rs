@@ -117,6 +117,82 @@ pub(crate) fn unscaled_from_u64(value: u64) -> Unscaled {
     Unscaled::from_magnitude(&limbs, false)
 }
 
+/// The decimal text of a Connect `Decimal`: `bytes` (big-endian two's complement, as
+/// `BigInteger.toByteArray()` writes them) as an unscaled integer, with `scale` fractional
+/// digits (`[0xFB, 0x2E]` at scale 2 is `-12.34`, `[0x00]` at scale 2 is `0.00`).
+pub(crate) fn text_from_unscaled(bytes: &[u8], scale: u8) -> Result<String, DecimalError> {
+    let Some(&first) = bytes.first() else {
+        return Err(DecimalError::Malformed);
+    };
+    let negative = first & 0x80 != 0;
+    let mut significant = bytes;
+    // Leading bytes that only repeat the sign carry no digits.
+    while let [byte, next, ..] = significant {
+        if (*byte == 0x00 && next & 0x80 == 0) || (*byte == 0xFF && next & 0x80 != 0) {
+            significant = &significant[1..];
+        } else {
+            break;
+        }
+    }
+    if significant.len() > BYTES {
+        return Err(DecimalError::TooManyDigits);
+    }
+    let mut buffer = [if negative { 0xFF } else { 0x00 }; BYTES];
+    buffer[BYTES - significant.len()..].copy_from_slice(significant);
+    if negative {
+        // The magnitude: invert, then add one.
+        let mut carry = true;
+        for byte in buffer.iter_mut().rev() {
+            let (sum, overflow) = (!*byte).overflowing_add(u8::from(carry));
+            *byte = sum;
+            carry = overflow;
+        }
+    }
+    let mut limbs = [0u32; LIMBS];
+    for (i, limb) in limbs.iter_mut().enumerate() {
+        let at = BYTES - 4 * (i + 1);
+        *limb = u32::from_be_bytes([buffer[at], buffer[at + 1], buffer[at + 2], buffer[at + 3]]);
+    }
+    // Nine digits at a time, least significant first.
+    let mut chunks = Vec::new();
+    while limbs.iter().any(|&limb| limb != 0) {
+        chunks.push(divide(&mut limbs, 1_000_000_000));
+    }
+    let mut digits = match chunks.pop() {
+        Some(top) => top.to_string(),
+        None => String::from("0"),
+    };
+    for chunk in chunks.iter().rev() {
+        digits.push_str(&format!("{chunk:09}"));
+    }
+    let scale = usize::from(scale);
+    if digits.len() <= scale {
+        digits.insert_str(0, &"0".repeat(scale + 1 - digits.len()));
+    }
+    let mut text = String::with_capacity(digits.len() + 2);
+    if negative && digits.bytes().any(|d| d != b'0') {
+        text.push('-');
+    }
+    let (integer, fraction) = digits.split_at(digits.len() - scale);
+    text.push_str(integer);
+    if scale > 0 {
+        text.push('.');
+        text.push_str(fraction);
+    }
+    Ok(text)
+}
+
+/// `limbs = limbs / divisor`, returning the remainder.
+fn divide(limbs: &mut [u32; LIMBS], divisor: u32) -> u32 {
+    let mut remainder = 0u64;
+    for limb in limbs.iter_mut().rev() {
+        let current = (remainder << 32) | u64::from(*limb);
+        *limb = (current / u64::from(divisor)) as u32;
+        remainder = current % u64::from(divisor);
+    }
+    remainder as u32
+}
+
 /// `limbs = limbs * factor + addend`; the digit limit keeps the result within the limbs.
 fn multiply_add(limbs: &mut [u32; LIMBS], factor: u32, addend: u32) {
     let mut carry = u64::from(addend);
@@ -206,6 +282,55 @@ mod tests {
             magnitude.remove(0);
         }
         magnitude
+    }
+
+    #[test]
+    fn text_from_unscaled_reverses_unscaled_from_text() {
+        for (text, scale) in [
+            ("0", 0),
+            ("0.00", 2),
+            ("1", 0),
+            ("127", 0),
+            ("128", 0),
+            ("-1", 0),
+            ("-128", 0),
+            ("-129", 0),
+            ("12.34", 2),
+            ("-12.34", 2),
+            ("-0.05", 2),
+            ("0.500", 3),
+            ("65536", 0),
+            (
+                "12345678901234567890123456789012345.123456789012345678901234567890",
+                30,
+            ),
+            (
+                "-99999999999999999999999999999999999.999999999999999999999999999999",
+                30,
+            ),
+        ] {
+            let unscaled = unscaled_from_text(text, scale).expect("valid decimal");
+            assert_eq!(
+                text_from_unscaled(unscaled.as_bytes(), scale),
+                Ok(text.to_owned()),
+                "{text}"
+            );
+        }
+        // Redundant sign bytes are accepted; nothing and too much are not.
+        assert_eq!(
+            text_from_unscaled(&[0x00, 0x00, 0x05], 1),
+            Ok("0.5".to_owned())
+        );
+        assert_eq!(text_from_unscaled(&[0xFF, 0xFF], 0), Ok("-1".to_owned()));
+        assert_eq!(text_from_unscaled(&[], 0), Err(DecimalError::Malformed));
+        assert_eq!(
+            text_from_unscaled(&[0x7F; 40], 0),
+            Err(DecimalError::TooManyDigits)
+        );
+        assert_eq!(
+            text_from_unscaled(unscaled_from_u64(u64::MAX).as_bytes(), 0),
+            Ok(u64::MAX.to_string())
+        );
     }
 
     #[test]

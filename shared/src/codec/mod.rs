@@ -1,4 +1,6 @@
-//! Record codecs: how a [`ChangeEvent`] becomes a Kafka record key and value.
+//! Record codecs: how a [`ChangeEvent`] becomes a Kafka record key and value, and how apply
+//! reads records back ([`decode_debezium_json`], [`decode_debezium_payload`],
+//! [`decode_protobuf_change`]).
 //!
 //! Two formats ([`ValueFormat`]):
 //! - **Debezium JSON**, byte for byte what Debezium 3.0's MySQL connector emits through Kafka
@@ -19,6 +21,7 @@
 
 mod connect_decimal;
 mod debezium;
+mod decode;
 mod error;
 mod format;
 mod java_float;
@@ -32,6 +35,10 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use decode::{
+    ColumnKind, DecodeError, DecodedChange, DecodedColumn, decode_debezium_json,
+    decode_debezium_payload, decode_protobuf_change,
+};
 pub use error::{CodecError, ColumnRef};
 pub use format::{BigintUnsignedMode, CodecOptions, ValueFormat};
 pub use protobuf::{decode_protobuf, decode_protobuf_key};

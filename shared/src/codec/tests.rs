@@ -73,7 +73,7 @@ const SOURCE_PAYLOAD: &str = concat!(
 const TIMESTAMPS_PAYLOAD: &str =
     r#""ts_ms":1704164646000,"ts_us":1704164646000123,"ts_ns":1704164646000123000"#;
 
-fn column(name: &str, column_type: ColumnType, nullable: bool) -> ColumnSchema {
+pub(super) fn column(name: &str, column_type: ColumnType, nullable: bool) -> ColumnSchema {
     let charset = column_type.is_character().then(|| "utf8mb4".to_owned());
     ColumnSchema {
         name: name.to_owned(),
@@ -83,7 +83,7 @@ fn column(name: &str, column_type: ColumnType, nullable: bool) -> ColumnSchema {
     }
 }
 
-fn table(name: &str, columns: Vec<ColumnSchema>, key: RowKey) -> SharedTableSchema {
+pub(super) fn table(name: &str, columns: Vec<ColumnSchema>, key: RowKey) -> SharedTableSchema {
     Arc::new(TableSchema {
         id: TableId::new("shop", name),
         columns,
@@ -91,7 +91,7 @@ fn table(name: &str, columns: Vec<ColumnSchema>, key: RowKey) -> SharedTableSche
     })
 }
 
-fn source() -> SourceInfo {
+pub(super) fn source() -> SourceInfo {
     SourceInfo {
         flavor: Flavor::MySql,
         name: "shop".to_owned(),
@@ -107,7 +107,7 @@ fn source() -> SourceInfo {
     }
 }
 
-fn event(schema: &SharedTableSchema, change: RowChange) -> ChangeEvent {
+pub(super) fn event(schema: &SharedTableSchema, change: RowChange) -> ChangeEvent {
     ChangeEvent {
         schema: Arc::clone(schema),
         change,
@@ -117,7 +117,7 @@ fn event(schema: &SharedTableSchema, change: RowChange) -> ChangeEvent {
     }
 }
 
-fn options() -> CodecOptions {
+pub(super) fn options() -> CodecOptions {
     CodecOptions::new("shop", "0.1.0")
 }
 
@@ -134,7 +134,7 @@ fn parse(bytes: &[u8]) -> Json {
 }
 
 /// `shop.items (id INT NOT NULL PRIMARY KEY, name VARCHAR(255) NULL)`.
-fn items() -> SharedTableSchema {
+pub(super) fn items() -> SharedTableSchema {
     table(
         "items",
         vec![
@@ -145,7 +145,7 @@ fn items() -> SharedTableSchema {
     )
 }
 
-fn item(id: i64, name: &str) -> Vec<Value> {
+pub(super) fn item(id: i64, name: &str) -> Vec<Value> {
     vec![Value::Int(id), Value::Text(name.to_owned())]
 }
 
@@ -443,11 +443,11 @@ fn unique_keys_stand_in_for_primary_keys() {
 
 /// One column of the every-type table: its definition, a value, and what Debezium writes for
 /// them (field schema without the `field` name, and payload value).
-struct TypeCase {
-    name: &'static str,
-    column_type: ColumnType,
-    nullable: bool,
-    value: Value,
+pub(super) struct TypeCase {
+    pub(super) name: &'static str,
+    pub(super) column_type: ColumnType,
+    pub(super) nullable: bool,
+    pub(super) value: Value,
     schema: &'static str,
     json: &'static str,
 }
@@ -470,11 +470,11 @@ fn case(
     }
 }
 
-fn date(year: u16, month: u8, day: u8) -> Date {
+pub(super) fn date(year: u16, month: u8, day: u8) -> Date {
     Date { year, month, day }
 }
 
-fn datetime(date: Date, hour: u8, minute: u8, second: u8, micros: u32) -> DateTime {
+pub(super) fn datetime(date: Date, hour: u8, minute: u8, second: u8, micros: u32) -> DateTime {
     DateTime {
         date,
         hour,
@@ -484,7 +484,7 @@ fn datetime(date: Date, hour: u8, minute: u8, second: u8, micros: u32) -> DateTi
     }
 }
 
-fn strings(items: &[&str]) -> Vec<String> {
+pub(super) fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
@@ -492,7 +492,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 const TS_SECONDS: i64 = 1_704_164_645;
 
 #[rustfmt::skip]
-fn every_type() -> Vec<TypeCase> {
+pub(super) fn every_type() -> Vec<TypeCase> {
     use ColumnType as T;
     let point_1_2 = [
         &4326u32.to_le_bytes()[..],
@@ -664,7 +664,7 @@ fn every_type() -> Vec<TypeCase> {
     ]
 }
 
-fn every_type_table(cases: &[TypeCase]) -> SharedTableSchema {
+pub(super) fn every_type_table(cases: &[TypeCase]) -> SharedTableSchema {
     let columns = cases
         .iter()
         .map(|c| column(c.name, c.column_type.clone(), c.nullable))

@@ -1,0 +1,225 @@
+//! Protobuf records: `rowferry.event.v1.ChangeEvent` values and `ChangeKey` keys.
+//!
+//! Values are exact. The table schema in every record types what the value kinds leave open:
+//! ENUM members travel as `text`, and `zero_temporal` text is a DATE, DATETIME or the zero
+//! TIMESTAMP by the column's `sql_type`.
+
+use prost::Message;
+
+use super::{ColumnKind, DecodeError, DecodedChange, DecodedColumn, row_change, text};
+use crate::event::{
+    Date, DateTime, SnapshotMarker, SourceInfo, TableId, Time, Timestamp, TransactionInfo, Value,
+};
+use crate::pb::event::v1 as pb;
+use crate::position::Flavor;
+
+/// Decodes a protobuf record: `value` is a `ChangeEvent`, `key` (if any) a `ChangeKey` whose
+/// column names become the key columns (else the schema's `primary_key`).
+///
+/// An empty value is a tombstone ([`DecodeError::Tombstone`]).
+pub fn decode_protobuf_change(
+    key: Option<&[u8]>,
+    value: &[u8],
+) -> Result<DecodedChange, DecodeError> {
+    if value.is_empty() {
+        return Err(DecodeError::Tombstone);
+    }
+    let event = pb::ChangeEvent::decode(value).map_err(|source| DecodeError::NotProtobuf {
+        part: "value",
+        source,
+    })?;
+    let schema = event
+        .schema
+        .ok_or_else(|| DecodeError::envelope("the record has no table `schema`"))?;
+    let columns: Vec<DecodedColumn> = schema
+        .columns
+        .into_iter()
+        .map(|c| DecodedColumn {
+            kind: ColumnKind::from_sql_type(&c.sql_type),
+            name: c.name,
+            optional: c.nullable,
+            sql_type: Some(c.sql_type),
+        })
+        .collect();
+    let key_columns = match key {
+        Some(key) => pb::ChangeKey::decode(key)
+            .map_err(|source| DecodeError::NotProtobuf {
+                part: "key",
+                source,
+            })?
+            .columns
+            .into_iter()
+            .map(|c| c.name)
+            .collect(),
+        None => schema.primary_key,
+    };
+    let op = match pb::Operation::try_from(event.op) {
+        Ok(pb::Operation::Read) => "r",
+        Ok(pb::Operation::Create) => "c",
+        Ok(pb::Operation::Update) => "u",
+        Ok(pb::Operation::Delete) => "d",
+        Ok(pb::Operation::Unspecified) | Err(_) => {
+            return Err(DecodeError::envelope(format!(
+                "operation {} is not create, update, delete or read",
+                event.op
+            )));
+        }
+    };
+    let before = event
+        .before
+        .map(|row| read_row(row, &columns, "before"))
+        .transpose()?;
+    let after = event
+        .after
+        .map(|row| read_row(row, &columns, "after"))
+        .transpose()?;
+    let change = row_change(op, before, after)?;
+    let source = event
+        .source
+        .ok_or_else(|| DecodeError::envelope("the record has no `source`"))?;
+    let (table, source) = read_source(source)?;
+    Ok(DecodedChange {
+        table,
+        change,
+        columns,
+        key_columns,
+        source,
+        transaction: event.transaction.map(|t| TransactionInfo {
+            id: t.id,
+            total_order: t.total_order,
+            data_collection_order: t.data_collection_order,
+        }),
+        ts_us: event.ts_us,
+    })
+}
+
+fn read_row(
+    row: pb::Row,
+    columns: &[DecodedColumn],
+    image: &str,
+) -> Result<Vec<Value>, DecodeError> {
+    if row.columns.len() != columns.len() {
+        return Err(DecodeError::envelope(format!(
+            "the `{image}` row has {} columns but the schema has {}",
+            row.columns.len(),
+            columns.len()
+        )));
+    }
+    row.columns
+        .into_iter()
+        .zip(columns)
+        .map(|(value, column)| {
+            if value.name != column.name {
+                return Err(DecodeError::field(
+                    &value.name,
+                    format!(
+                        "found in the `{image}` row where the schema has `{}`",
+                        column.name
+                    ),
+                ));
+            }
+            read_value(value.value, column)
+        })
+        .collect()
+}
+
+fn read_value(value: Option<pb::Value>, column: &DecodedColumn) -> Result<Value, DecodeError> {
+    use pb::value::Kind;
+    let Some(kind) = value.and_then(|v| v.kind) else {
+        return Ok(Value::Null);
+    };
+    let field = column.name.as_str();
+    let out_of_range = |what: &str| DecodeError::field(field, format!("{what} out of range"));
+    Ok(match kind {
+        Kind::Int(v) => Value::Int(v),
+        Kind::Uint(v) => Value::UInt(v),
+        Kind::Float(v) => Value::Float(v),
+        Kind::Double(v) => Value::Double(v),
+        Kind::Decimal(text) => Value::Decimal(text),
+        Kind::Text(text) if column.kind == ColumnKind::Enum => Value::Enum(text),
+        Kind::Text(text) => Value::Text(text),
+        Kind::Bytes(bytes) => Value::Bytes(bytes),
+        Kind::Date(days) => {
+            Value::Date(Date::from_days_since_epoch(days).ok_or_else(|| out_of_range("date"))?)
+        }
+        Kind::TimeMicros(micros) => Value::Time(Time::from_total_micros(micros)),
+        Kind::DatetimeMicros(micros) => Value::DateTime(
+            DateTime::from_epoch_micros(micros).ok_or_else(|| out_of_range("datetime"))?,
+        ),
+        Kind::TimestampMicros(micros) => Value::Timestamp(Timestamp {
+            seconds: micros.div_euclid(1_000_000),
+            micros: micros.rem_euclid(1_000_000) as u32,
+        }),
+        Kind::Year(year) => Value::Year(u16::try_from(year).map_err(|_| out_of_range("year"))?),
+        Kind::Set(list) => Value::Set(list.values),
+        Kind::Bit(bytes) => Value::Bit(bytes),
+        Kind::Json(text) => Value::Json(text),
+        Kind::ZeroTemporal(zero) => {
+            let unreadable = || {
+                DecodeError::field(
+                    field,
+                    format!("zero_temporal {zero:?} does not fit the column's type"),
+                )
+            };
+            match column.kind {
+                ColumnKind::Date => Value::Date(text::date(&zero).ok_or_else(unreadable)?),
+                ColumnKind::DateTime => {
+                    Value::DateTime(text::datetime(&zero).ok_or_else(unreadable)?)
+                }
+                // The binlog stores the zero TIMESTAMP as second 0.
+                ColumnKind::Timestamp if text::datetime(&zero).is_some() => {
+                    Value::Timestamp(Timestamp {
+                        seconds: 0,
+                        micros: 0,
+                    })
+                }
+                _ => return Err(unreadable()),
+            }
+        }
+    })
+}
+
+fn read_source(source: pb::Source) -> Result<(TableId, SourceInfo), DecodeError> {
+    let flavor = match source.connector.as_str() {
+        "mysql" => Flavor::MySql,
+        "mariadb" => Flavor::MariaDb,
+        other => {
+            return Err(DecodeError::field(
+                "source.connector",
+                format!("{other:?} is neither \"mysql\" nor \"mariadb\""),
+            ));
+        }
+    };
+    let snapshot = match pb::SnapshotMarker::try_from(source.snapshot) {
+        Ok(pb::SnapshotMarker::Unspecified) => SnapshotMarker::No,
+        Ok(pb::SnapshotMarker::True) => SnapshotMarker::Yes,
+        Ok(pb::SnapshotMarker::First) => SnapshotMarker::First,
+        Ok(pb::SnapshotMarker::FirstInDataCollection) => SnapshotMarker::FirstInTable,
+        Ok(pb::SnapshotMarker::LastInDataCollection) => SnapshotMarker::LastInTable,
+        Ok(pb::SnapshotMarker::Last) => SnapshotMarker::Last,
+        Ok(pb::SnapshotMarker::Incremental) => SnapshotMarker::Incremental,
+        Err(_) => {
+            return Err(DecodeError::field(
+                "source.snapshot",
+                format!("unknown snapshot marker {}", source.snapshot),
+            ));
+        }
+    };
+    let non_empty = |text: String| (!text.is_empty()).then_some(text);
+    let table = TableId::new(source.db, source.table);
+    let info = SourceInfo {
+        flavor,
+        name: source.name,
+        ts_us: source.ts_us,
+        snapshot,
+        server_id: source.server_id,
+        gtid: non_empty(source.gtid),
+        file: source.file,
+        pos: source.pos,
+        row: source.row,
+        // proto3 has no absent integers: thread 0 means unknown.
+        thread: (source.thread != 0).then_some(source.thread),
+        query: non_empty(source.query),
+    };
+    Ok((table, info))
+}
