@@ -94,8 +94,9 @@ struct Column {
 /// Decodes a Debezium JSON record written with its Connect schema
 /// (`{"schema":…,"payload":…}`, Kafka Connect's `schemas.enable=true`).
 ///
-/// `key` is the record key, if any; its schema names the key columns. A null or empty value
-/// is a tombstone ([`DecodeError::Tombstone`]).
+/// `key` is the record key, if any; its schema names the key columns in key order (a key
+/// written without a schema only gives its field names, in alphabetical order). A null or
+/// empty value is a tombstone ([`DecodeError::Tombstone`]).
 pub fn decode_debezium_json(
     key: Option<&[u8]>,
     value: &[u8],

@@ -63,6 +63,17 @@ pub struct DecodedChange {
     pub ts_us: i64,
 }
 
+impl DecodedChange {
+    /// The positions of the key columns in `columns` (and in each row), in key order, or
+    /// `None` when a key column is not among the row's columns.
+    pub fn key_indexes(&self) -> Option<Vec<usize>> {
+        self.key_columns
+            .iter()
+            .map(|key| self.columns.iter().position(|c| &c.name == key))
+            .collect()
+    }
+}
+
 /// One column of a decoded row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedColumn {
