@@ -231,6 +231,10 @@ pub struct BatchConfig {
     /// transactions (restart resumes exactly inside it).
     #[serde(default = "default_split_rows")]
     pub split_transaction_rows: usize,
+    /// …or more than this many bytes of records in one Kafka transaction, so that a
+    /// transaction of very large rows still commits well within the transaction timeout.
+    #[serde(default = "default_split_bytes")]
+    pub split_transaction_bytes: usize,
     /// Commit a position-only transaction when nothing else was committed for this long, so
     /// the stored position and the lag stay fresh on quiet tables, in milliseconds.
     #[serde(default = "default_position_heartbeat_ms")]
@@ -249,6 +253,9 @@ fn default_linger_ms() -> u64 {
 fn default_split_rows() -> usize {
     100_000
 }
+fn default_split_bytes() -> usize {
+    64 << 20
+}
 fn default_position_heartbeat_ms() -> u64 {
     5_000
 }
@@ -260,6 +267,7 @@ impl Default for BatchConfig {
             max_bytes: default_max_bytes(),
             linger_ms: default_linger_ms(),
             split_transaction_rows: default_split_rows(),
+            split_transaction_bytes: default_split_bytes(),
             position_heartbeat_ms: default_position_heartbeat_ms(),
         }
     }

@@ -972,7 +972,9 @@ impl Streamer<'_> {
             return Ok(());
         };
         group.rows_in_kafka_txn += 1;
-        if group.rows_in_kafka_txn >= split_at {
+        if group.rows_in_kafka_txn >= split_at
+            || self.writer.bytes() >= self.config.batch.split_transaction_bytes
+        {
             self.commit_split().await?;
         }
         Ok(())

@@ -77,25 +77,24 @@ async fn a_clean_restart_continues_without_gap_or_duplicate() -> Result<()> {
     assert_exactly_once(&counts(&stack, &format!("{name}.{db}.seq"))?, 0..300)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_split_transaction_resumes_exactly_inside_itself() -> Result<()> {
+/// Writes a 1000-row transaction, stops the capture as soon as part of it is committed, then
+/// restarts: every row exactly once. `split` is the `[batch]` setting that makes it split.
+async fn split_and_resume(prefix: &str, split: &str) -> Result<()> {
     let stack = Stack::from_env()?;
-    let (mut admin, db) = setup(&stack, "cap_split").await?;
-    let name = unique_name("capsplit");
+    let (mut admin, db) = setup(&stack, prefix).await?;
+    let name = unique_name(prefix);
     let start = binlog_end(&mut admin).await?;
-    // Split every 100 rows; a 1000-row transaction becomes 10 Kafka transactions.
     let toml = capture_toml(
         &stack,
         &name,
         &db,
         &start.to_string(),
         unique_server_id(),
-        "[batch]\nsplit_transaction_rows = 100\nlinger_ms = 20\nposition_heartbeat_ms = 500\n",
+        "",
     )
-    .replace("[batch]\nlinger_ms = 20\nposition_heartbeat_ms = 500\n", "");
+    .replace("[batch]\n", &format!("[batch]\n{split}\n"));
     let capture = InProcess::start(config(&toml)?);
     insert_seq(&mut admin, &db, 0, 1000, 1000).await?;
-    // Stop as soon as part of the transaction is committed.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let status = capture.status.borrow().clone();
@@ -127,6 +126,18 @@ async fn a_split_transaction_resumes_exactly_inside_itself() -> Result<()> {
         .await?;
     capture.stop().await?;
     assert_exactly_once(&counts(&stack, &format!("{name}.{db}.seq"))?, 0..1010)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_split_transaction_resumes_exactly_inside_itself() -> Result<()> {
+    // Split every 100 rows: the 1000-row transaction becomes 10 Kafka transactions.
+    split_and_resume("cap_split", "split_transaction_rows = 100").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_split_by_bytes_resumes_exactly_too() -> Result<()> {
+    // Records with their schema are about 1 kB: a split every ~100 rows.
+    split_and_resume("cap_splitb", "split_transaction_bytes = 100000").await
 }
 
 #[tokio::test(flavor = "multi_thread")]
