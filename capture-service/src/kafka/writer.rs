@@ -120,7 +120,7 @@ impl TransactionalWriter {
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
             .set("batch.size", "1000000")
-            .set("queue.buffering.max.kbytes", "32768")
+            .set("queue.buffering.max.kbytes", "16384")
             .set("queue.buffering.max.messages", "200000");
         for (key, value) in &config.properties {
             client.set(key, value);
