@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
+use mysql_async::binlog::events::TableMapEvent;
 use mysql_async::{BinlogStream, Conn};
 use rdkafka::message::{Header, OwnedHeaders};
 use rowferry_shared::codec::{CodecOptions, Encoder, ValueFormat};
@@ -279,6 +280,8 @@ async fn run_once(
         fde_seen: false,
         last_commit: Instant::now(),
         seek,
+        included: HashMap::new(),
+        lag_updated: None,
         last_end: start.file.pos,
     };
     let result = streamer.stream(stream, cancel).await;
@@ -444,6 +447,10 @@ struct Streamer<'a> {
     fde_seen: bool,
     last_commit: Instant,
     seek: &'a SeekState,
+    /// Filter decisions per table id.
+    included: HashMap<u64, bool>,
+    /// When the lag in the status was last updated.
+    lag_updated: Option<Instant>,
     /// End position of the last event that had one.
     last_end: u64,
 }
@@ -541,6 +548,18 @@ impl Streamer<'_> {
         }
     }
 
+    /// Whether the filter captures the table of a TABLE_MAP event; decided once per table id
+    /// (ids are stable within a binlog file; the cache is cleared at rotation and DDL).
+    fn includes(&mut self, tme: &TableMapEvent<'_>) -> bool {
+        if let Some(&included) = self.included.get(&tme.table_id()) {
+            return included;
+        }
+        let id = TableId::new(tme.database_name(), tme.table_name());
+        let included = self.filter.includes_table(&id);
+        self.included.insert(tme.table_id(), included);
+        included
+    }
+
     /// Publishes commits that finished in the background.
     fn report_completed(&mut self) {
         for (position, records) in self.writer.take_completed() {
@@ -593,14 +612,14 @@ impl Streamer<'_> {
         if self.fde_seen {
             verify_checksum(event, start).map_err(|e| self.decode_error(start, e))?;
         }
-        let fde = event.fde().clone();
-        let classified = classify(event, &fde).map_err(|e| self.decode_error(start, e))?;
+        let classified = classify(event, event.fde()).map_err(|e| self.decode_error(start, e))?;
         match classified {
             SourceEvent::FormatDescription { .. } => self.fde_seen = true,
             SourceEvent::Rotate { file, position } => {
                 let file = rotate_name(&file, !self.fde_seen && self.facts.checksums);
                 if file != self.file {
                     self.decoder.forget_tables();
+                    self.included.clear();
                 }
                 self.file = file;
                 if self.group.is_none() && header.timestamp() != 0 {
@@ -640,6 +659,7 @@ impl Streamer<'_> {
                     // Keys and (in information_schema mode) definitions may have changed.
                     self.keys.clear();
                     self.views.clear();
+                    self.included.clear();
                     self.decoder = RowDecoder::new(self.facts.collations.clone());
                 }
                 match &mut self.group {
@@ -655,15 +675,18 @@ impl Streamer<'_> {
                 }
             }
             SourceEvent::TableMap(tme) => {
-                let id = TableId::new(tme.database_name(), tme.table_name());
-                if self.filter.includes_table(&id) {
-                    if let Some(table) = self.decoder.needs_definition(&tme) {
-                        let definition = source::table_definition(&mut self.meta, &table).await?;
-                        self.decoder.set_definition(table, definition);
+                if self.includes(&tme) {
+                    match self.decoder.table_map(&tme) {
+                        // No full row metadata: read the definition once, then map again.
+                        Err(DecodeError::NoMetadata { table }) => {
+                            let definition =
+                                source::table_definition(&mut self.meta, &table).await?;
+                            self.decoder.set_definition(table, definition);
+                            self.decoder.table_map(&tme)
+                        }
+                        other => other,
                     }
-                    self.decoder
-                        .table_map(&tme)
-                        .map_err(|e| self.decode_error(start, e))?;
+                    .map_err(|e| self.decode_error(start, e))?;
                 }
             }
             SourceEvent::Rows { table_id, body, .. } => {
@@ -684,10 +707,16 @@ impl Streamer<'_> {
                     context.source.row = row as u32;
                     self.emit(&view, &mut context, change).await?;
                 }
-                self.status.send_modify(|s| {
-                    s.lag_seconds =
-                        Some((now_ms() as f64 / 1000.0 - f64::from(header.timestamp())).max(0.0));
-                });
+                // The status is watched by other tasks: update the lag a few times a second,
+                // not once per event.
+                if self
+                    .lag_updated
+                    .is_none_or(|t| t.elapsed() >= Duration::from_millis(200))
+                {
+                    self.lag_updated = Some(Instant::now());
+                    let lag = (now_ms() as f64 / 1000.0 - f64::from(header.timestamp())).max(0.0);
+                    self.status.send_modify(|s| s.lag_seconds = Some(lag));
+                }
             }
             SourceEvent::Annotate(_)
             | SourceEvent::GtidsBefore(_)

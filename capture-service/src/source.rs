@@ -78,6 +78,11 @@ pub fn connection_opts(url: &str, password: Option<&str>) -> Result<Opts, Source
     Ok(builder.into())
 }
 
+/// `text` as the inside of a single-quoted SQL string literal.
+fn sql_string(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\'', "''")
+}
+
 /// Opens a connection, naming the address in the error.
 pub async fn connect(opts: &Opts) -> Result<Conn, SourceError> {
     Conn::new(opts.clone())
@@ -299,7 +304,7 @@ pub async fn binlog_end(conn: &mut Conn) -> Result<BinlogFilePosition, SourceErr
 async fn mariadb_gtid_at(conn: &mut Conn, at: &BinlogFilePosition) -> Result<GtidSet, SourceError> {
     let sql = format!(
         "SELECT BINLOG_GTID_POS('{}', {})",
-        at.file.replace('\'', "''"),
+        sql_string(&at.file),
         at.pos
     );
     let row = query_row(conn, &sql).await?;
@@ -481,13 +486,12 @@ pub async fn table_definition(
     conn: &mut Conn,
     table: &TableId,
 ) -> Result<TableDefinition, SourceError> {
-    let quote = |s: &str| s.replace('\\', "\\\\").replace('\'', "''");
     let sql = format!(
         "SELECT COLUMN_NAME, COLUMN_TYPE, CHARACTER_SET_NAME, COLUMN_KEY \
          FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='{}' AND TABLE_NAME='{}' \
          ORDER BY ORDINAL_POSITION",
-        quote(&table.db),
-        quote(&table.table)
+        sql_string(&table.db),
+        sql_string(&table.table)
     );
     let rows = query_rows(conn, &sql).await?;
     let mut columns = Vec::with_capacity(rows.len());
@@ -505,8 +509,8 @@ pub async fn table_definition(
         "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
          WHERE TABLE_SCHEMA='{}' AND TABLE_NAME='{}' AND CONSTRAINT_NAME='PRIMARY' \
          ORDER BY ORDINAL_POSITION",
-        quote(&table.db),
-        quote(&table.table)
+        sql_string(&table.db),
+        sql_string(&table.table)
     );
     let key_rows = query_rows(conn, &key_sql).await?;
     let key: Vec<usize> = key_rows
@@ -565,7 +569,6 @@ pub async fn table_key(
     conn: &mut Conn,
     table: &TableId,
 ) -> Result<Option<(bool, Vec<String>)>, SourceError> {
-    let quote = |s: &str| s.replace('\\', "\\\\").replace('\'', "''");
     let sql = format!(
         "SELECT s.INDEX_NAME, s.COLUMN_NAME, c.IS_NULLABLE \
          FROM information_schema.STATISTICS s JOIN information_schema.COLUMNS c \
@@ -573,8 +576,8 @@ pub async fn table_key(
           AND c.COLUMN_NAME = s.COLUMN_NAME \
          WHERE s.TABLE_SCHEMA = '{}' AND s.TABLE_NAME = '{}' AND s.NON_UNIQUE = 0 \
          ORDER BY s.INDEX_NAME = 'PRIMARY' DESC, s.INDEX_NAME, s.SEQ_IN_INDEX",
-        quote(&table.db),
-        quote(&table.table)
+        sql_string(&table.db),
+        sql_string(&table.table)
     );
     let rows = query_rows(conn, &sql).await?;
     let mut indexes: Vec<(String, Vec<String>, bool)> = Vec::new();

@@ -17,16 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Stack;
 
-/// The binlog end of the source now (`SHOW MASTER STATUS`).
+/// The binlog end of the source now (`SHOW MASTER STATUS`), as capture reads it.
 pub async fn binlog_end(admin: &mut Conn) -> Result<BinlogFilePosition> {
-    let row: mysql_async::Row = admin
-        .query_first("SHOW MASTER STATUS")
-        .await?
-        .context("binary logging is off")?;
-    Ok(BinlogFilePosition::new(
-        row.get::<String, _>(0).context("File")?,
-        row.get::<u64, _>(1).context("Position")?,
-    ))
+    Ok(rowferry_capture::source::binlog_end(admin).await?)
 }
 
 /// Capture configuration for a test: its own name, topic prefix, offsets topic and server id,
@@ -101,6 +94,34 @@ impl InProcess {
         }
     }
 
+    /// Waits until `done` holds for the status (checked at every change and every 200 ms),
+    /// failing with `what` and the last status after `timeout`. A FAILED pipeline ends the wait
+    /// unless `done` accepts it.
+    pub async fn wait_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&CaptureStatus) -> bool,
+    ) -> Result<CaptureStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.status.borrow().clone();
+            if done(&status) {
+                return Ok(status);
+            }
+            if status.state == State::Failed {
+                bail!(
+                    "capture failed while waiting for {what}: {:?}",
+                    status.error
+                );
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("capture did not reach {what} within {timeout:?}: {status:?}");
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), self.status.changed()).await;
+        }
+    }
+
     /// Waits until the committed position reaches `target` (a file position on the source),
     /// failing early if the pipeline fails.
     pub async fn wait_committed(
@@ -108,42 +129,23 @@ impl InProcess {
         target: &BinlogFilePosition,
         timeout: Duration,
     ) -> Result<CaptureStatus> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let status = self.status.borrow().clone();
-            if status.state == State::Failed {
-                bail!("capture failed: {:?}", status.error);
-            }
-            if let Some(committed) = &status.committed {
-                let at = BinlogFilePosition::new(committed.file.clone(), committed.pos);
-                if committed.partial.is_none()
-                    && at
+        self.wait_until(&format!("a commit up to {target}"), timeout, |status| {
+            status.committed.as_ref().is_some_and(|committed| {
+                committed.partial.is_none()
+                    && BinlogFilePosition::new(committed.file.clone(), committed.pos)
                         .compare(target)
-                        .is_ok_and(|o| o != std::cmp::Ordering::Less)
-                {
-                    return Ok(status);
-                }
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("capture did not commit up to {target} within {timeout:?}: {status:?}");
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(200), self.status.changed()).await;
-        }
+                        .is_ok_and(|o| o.is_ge())
+            })
+        })
+        .await
     }
 
-    /// Waits for the pipeline to reach `state` (or fail).
+    /// Waits for the pipeline to reach `state`.
     pub async fn wait_state(&mut self, state: State, timeout: Duration) -> Result<CaptureStatus> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let status = self.status.borrow().clone();
-            if status.state == state {
-                return Ok(status);
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("capture did not reach {state:?} within {timeout:?}: {status:?}");
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(200), self.status.changed()).await;
-        }
+        self.wait_until(&format!("state {state:?}"), timeout, |status| {
+            status.state == state
+        })
+        .await
     }
 
     /// Stops gracefully and returns the pipeline's result.

@@ -93,29 +93,17 @@ async fn split_and_resume(prefix: &str, split: &str) -> Result<()> {
         "",
     )
     .replace("[batch]\n", &format!("[batch]\n{split}\n"));
-    let capture = InProcess::start(config(&toml)?);
+    let mut capture = InProcess::start(config(&toml)?);
     insert_seq(&mut admin, &db, 0, 1000, 1000).await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = capture.status.borrow().clone();
-        if status
-            .committed
-            .as_ref()
-            .is_some_and(|c| c.partial.is_some())
-        {
-            break;
-        }
-        ensure!(
-            status.state != State::Failed,
-            "capture failed: {:?}",
-            status.error
-        );
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "no partial commit seen: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Stop as soon as part of the transaction is committed.
+    capture
+        .wait_until("a partial commit", Duration::from_secs(60), |status| {
+            status
+                .committed
+                .as_ref()
+                .is_some_and(|c| c.partial.is_some())
+        })
+        .await?;
     capture.cancel.cancel();
     let _ = capture.stop().await;
 

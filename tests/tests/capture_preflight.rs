@@ -75,36 +75,38 @@ fn literal(value: &str) -> String {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn statement_binlogs_are_refused_with_the_fix() -> Result<()> {
+/// With the global `name` set to `value`, a capture is refused with an error containing every
+/// one of `expected`; the setting is put back whatever happens.
+async fn refused_while(name: &str, value: &str, expected: &[&str]) -> Result<()> {
     let _guard = GLOBALS.lock().await;
     let stack = Stack::from_env()?;
     let mut admin = admin(&stack).await?;
-    let old = set_global(&mut admin, "binlog_format", "STATEMENT").await?;
+    let old = set_global(&mut admin, name, value).await?;
     let error = failure_of(&toml_for(&stack, "none", "latest")).await;
-    restore(&mut admin, "binlog_format", &old).await?;
+    restore(&mut admin, name, &old).await?;
     let error = error?;
-    ensure!(
-        error.contains("binlog_format is STATEMENT") && error.contains("binlog_format=ROW"),
-        "{error}"
-    );
+    ensure!(expected.iter().all(|e| error.contains(e)), "{error}");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn statement_binlogs_are_refused_with_the_fix() -> Result<()> {
+    refused_while(
+        "binlog_format",
+        "STATEMENT",
+        &["binlog_format is STATEMENT", "binlog_format=ROW"],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn partial_row_images_are_refused_with_the_fix() -> Result<()> {
-    let _guard = GLOBALS.lock().await;
-    let stack = Stack::from_env()?;
-    let mut admin = admin(&stack).await?;
-    let old = set_global(&mut admin, "binlog_row_image", "MINIMAL").await?;
-    let error = failure_of(&toml_for(&stack, "none", "latest")).await;
-    restore(&mut admin, "binlog_row_image", &old).await?;
-    let error = error?;
-    ensure!(
-        error.contains("binlog_row_image is MINIMAL") && error.contains("binlog_row_image=FULL"),
-        "{error}"
-    );
-    Ok(())
+    refused_while(
+        "binlog_row_image",
+        "MINIMAL",
+        &["binlog_row_image is MINIMAL", "binlog_row_image=FULL"],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -56,18 +56,6 @@ impl RowDecoder {
         self.definitions.remove(table);
     }
 
-    /// Whether `tme` lacks full metadata and no definition is known for its table yet.
-    pub fn needs_definition(&self, tme: &TableMapEvent<'_>) -> Option<TableId> {
-        let has_names = tme.iter_optional_meta().any(|f| {
-            matches!(
-                f,
-                Ok(mysql_async::binlog::events::OptionalMetadataField::ColumnName(_))
-            )
-        });
-        let id = TableId::new(tme.database_name(), tme.table_name());
-        (!has_names && !self.allow_unnamed && !self.definitions.contains_key(&id)).then_some(id)
-    }
-
     /// Registers a TABLE_MAP event and returns its table map.
     pub fn table_map(&mut self, tme: &TableMapEvent<'_>) -> Result<Arc<TableMap>, DecodeError> {
         if let Some(mapped) = self.tables.get(&tme.table_id())

@@ -257,7 +257,7 @@ pub fn classify<'a>(
 /// Whether an untagged PREVIOUS_GTIDS body's counts agree with its length.
 fn untagged_previous_gtids_fit(data: &[u8]) -> bool {
     let mut c = Cursor::new(data);
-    let Ok(header) = c.take(8).map(le) else {
+    let Ok(header) = c.uint_le(8) else {
         return false;
     };
     if header >> 56 != 0 {
@@ -267,7 +267,7 @@ fn untagged_previous_gtids_fit(data: &[u8]) -> bool {
         if c.take(16).is_err() {
             return false;
         }
-        let Ok(intervals) = c.take(8).map(le) else {
+        let Ok(intervals) = c.uint_le(8) else {
             return false;
         };
         match usize::try_from(intervals)
@@ -325,10 +325,10 @@ fn rows(
     let mut c = Cursor::new(data);
     // Ancient servers used a 4-byte table id (post-header of 6 bytes).
     let id_bytes = if post_header_len == Some(6) { 4 } else { 6 };
-    let table_id = le(c.take(id_bytes)?);
-    let flags = le(c.take(2)?) as u16;
+    let table_id = c.uint_le(id_bytes)?;
+    let flags = c.uint_le(2)? as u16;
     if v2 {
-        let extra_len = le(c.take(2)?) as usize;
+        let extra_len = c.uint_le(2)? as usize;
         c.take(extra_len.saturating_sub(2))?;
     }
     let num_columns = usize::try_from(c.lenenc()?).map_err(|_| DecodeError::Corrupt {
@@ -362,24 +362,17 @@ fn rows(
     })
 }
 
-fn le(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .rev()
-        .fold(0, |acc, &b| (acc << 8) | u64::from(b))
-}
-
 /// QUERY_COMPRESSED: a QUERY event whose statement text is compressed.
 fn compressed_query(
     data: &[u8],
     post_header_len: Option<u8>,
 ) -> Result<SourceEvent<'static>, DecodeError> {
     let mut c = Cursor::new(data);
-    let thread_id = le(c.take(4)?) as u32;
+    let thread_id = c.uint_le(4)? as u32;
     c.take(4)?; // execution time
     let db_len = usize::from(c.take(1)?[0]);
     c.take(2)?; // error code
-    let status_len = le(c.take(2)?) as usize;
+    let status_len = c.uint_le(2)? as usize;
     // Any post-header bytes beyond the 13 we know.
     c.take(usize::from(post_header_len.unwrap_or(13)).saturating_sub(13))?;
     c.take(status_len)?;

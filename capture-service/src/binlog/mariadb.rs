@@ -51,8 +51,8 @@ const FL_DDL: u8 = 32;
 /// Decodes a GTID event body.
 pub fn gtid(data: &[u8], server_id: u32) -> Result<GtidEvent, DecodeError> {
     let mut c = Cursor::new(data);
-    let seq = u64::from_le_bytes(array(c.take(8)?));
-    let domain = u32::from_le_bytes(array(c.take(4)?));
+    let seq = c.uint_le(8)?;
+    let domain = c.uint_le(4)? as u32;
     let flags = c.take(1)?[0];
     Ok(GtidEvent {
         gtid: MariaDbGtid {
@@ -68,12 +68,12 @@ pub fn gtid(data: &[u8], server_id: u32) -> Result<GtidEvent, DecodeError> {
 /// Decodes a GTID_LIST event body into a GTID position.
 pub fn gtid_list(data: &[u8]) -> Result<MariaDbGtidPos, DecodeError> {
     let mut c = Cursor::new(data);
-    let count = u32::from_le_bytes(array(c.take(4)?)) & ((1 << 28) - 1);
+    let count = c.uint_le(4)? as u32 & ((1 << 28) - 1);
     let mut pos = MariaDbGtidPos::new();
     for _ in 0..count {
-        let domain = u32::from_le_bytes(array(c.take(4)?));
-        let server_id = u32::from_le_bytes(array(c.take(4)?));
-        let seq = u64::from_le_bytes(array(c.take(8)?));
+        let domain = c.uint_le(4)? as u32;
+        let server_id = c.uint_le(4)? as u32;
+        let seq = c.uint_le(8)?;
         pos.advance(MariaDbGtid {
             domain,
             server_id,
@@ -86,14 +86,8 @@ pub fn gtid_list(data: &[u8]) -> Result<MariaDbGtidPos, DecodeError> {
 /// Decodes a BINLOG_CHECKPOINT body: the file name.
 pub fn binlog_checkpoint(data: &[u8]) -> Result<String, DecodeError> {
     let mut c = Cursor::new(data);
-    let len = u32::from_le_bytes(array(c.take(4)?)) as usize;
+    let len = c.uint_le(4)? as u32 as usize;
     Ok(String::from_utf8_lossy(c.take(len)?).into_owned())
-}
-
-fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
-    let mut out = [0; N];
-    out.copy_from_slice(&bytes[..N]);
-    out
 }
 
 /// Largest uncompressed body we accept (MariaDB's own limit is max_allowed_packet, ≤ 1 GiB).

@@ -43,7 +43,7 @@ impl<'a> Cursor<'a> {
         Ok(bytes)
     }
 
-    fn uint_le(&mut self, n: usize) -> Result<u64, DecodeError> {
+    pub(super) fn uint_le(&mut self, n: usize) -> Result<u64, DecodeError> {
         Ok(self
             .take(n)?
             .iter()

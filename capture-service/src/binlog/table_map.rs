@@ -74,17 +74,6 @@ pub struct TableMap {
     pub schema: Arc<TableSchema>,
     /// One entry per column, in table order.
     pub columns: Vec<ColumnDecode>,
-    /// Where names, signedness and charsets came from.
-    pub metadata: MetadataSource,
-}
-
-/// Where a table map's logical metadata came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetadataSource {
-    /// The binlog's own full row metadata.
-    Binlog,
-    /// `information_schema`, because the binlog did not carry full metadata.
-    InformationSchema,
 }
 
 /// What `information_schema` says about a table, used when the binlog lacks full metadata.
@@ -607,11 +596,6 @@ pub fn build(
         table_id: tme.table_id(),
         schema: Arc::new(TableSchema { id, columns, key }),
         columns: decode,
-        metadata: if full {
-            MetadataSource::Binlog
-        } else {
-            MetadataSource::InformationSchema
-        },
     })
 }
 
