@@ -1,8 +1,7 @@
 //! Round trips: events encoded in every format decode back to what they were, except where
 //! Debezium's JSON is lossy, and those exceptions are asserted one by one.
 
-#![allow(clippy::unwrap_used)]
-
+use anyhow::Context as _;
 use serde_json::Value as Json;
 
 use super::*;
@@ -28,22 +27,30 @@ fn transaction() -> TransactionInfo {
     }
 }
 
-fn encode_with(format: ValueFormat, options: CodecOptions, event: &ChangeEvent) -> EncodedRecord {
-    Encoder::new(format, options).encode(event).unwrap()
+fn encode_with(
+    format: ValueFormat,
+    options: CodecOptions,
+    event: &ChangeEvent,
+) -> anyhow::Result<EncodedRecord> {
+    Ok(Encoder::new(format, options).encode(event)?)
 }
 
-fn encode(format: ValueFormat, event: &ChangeEvent) -> EncodedRecord {
+fn encode(format: ValueFormat, event: &ChangeEvent) -> anyhow::Result<EncodedRecord> {
     encode_with(format, options(), event)
 }
 
-fn decode(format: ValueFormat, record: &EncodedRecord, schema: &TableSchema) -> DecodedChange {
+fn decode(
+    format: ValueFormat,
+    record: &EncodedRecord,
+    schema: &TableSchema,
+) -> anyhow::Result<DecodedChange> {
     let key = record.key.as_deref();
     match format {
         WITH_SCHEMAS => decode_debezium_json(key, &record.value),
         PAYLOAD_ONLY => decode_debezium_payload(key, &record.value, schema),
         ValueFormat::Protobuf => decode_protobuf_change(key, &record.value),
     }
-    .unwrap_or_else(|e| panic!("{format}: {e}"))
+    .with_context(|| format!("{format}"))
 }
 
 /// Insert, update, delete (in a transaction) and a snapshot read of one every-type row.
@@ -112,13 +119,13 @@ fn assert_row(format: ValueFormat, cases: &[TypeCase], decoded: &[Value], read: 
 }
 
 #[test]
-fn every_column_type_round_trips_in_every_format() {
+fn every_column_type_round_trips_in_every_format() -> anyhow::Result<()> {
     let cases = every_type();
     let schema = every_type_table(&cases);
     let row: Vec<Value> = cases.iter().map(|c| c.value.clone()).collect();
     for format in [WITH_SCHEMAS, PAYLOAD_ONLY, ValueFormat::Protobuf] {
         for original in every_type_events(&schema, &row) {
-            let decoded = decode(format, &encode(format, &original), &schema);
+            let decoded = decode(format, &encode(format, &original)?, &schema)?;
             let op = original.change.op();
             assert_eq!(decoded.table, schema.id, "{format} {op}");
             assert_eq!(decoded.change.op(), op, "{format}");
@@ -147,10 +154,11 @@ fn every_column_type_round_trips_in_every_format() {
             assert_eq!(decoded.ts_us, original.ts_us, "{format} {op}");
         }
     }
+    Ok(())
 }
 
 #[test]
-fn column_kinds_and_types_are_reported() {
+fn column_kinds_and_types_are_reported() -> anyhow::Result<()> {
     let cases = every_type();
     let schema = every_type_table(&cases);
     let row: Vec<Value> = cases.iter().map(|c| c.value.clone()).collect();
@@ -160,11 +168,11 @@ fn column_kinds_and_types_are_reported() {
             .columns
             .iter()
             .find(|c| c.name == name)
-            .unwrap()
-            .clone()
+            .cloned()
+            .with_context(|| format!("no column `{name}`"))
     };
     for format in [WITH_SCHEMAS, PAYLOAD_ONLY, ValueFormat::Protobuf] {
-        let decoded = decode(format, &encode(format, &original), &schema);
+        let decoded = decode(format, &encode(format, &original)?, &schema)?;
         for (name, expected) in [
             ("c_bigint_u", ColumnKind::Integer),
             ("c_decimal_neg", ColumnKind::Decimal),
@@ -185,20 +193,21 @@ fn column_kinds_and_types_are_reported() {
             ("c_geometry", ColumnKind::Geometry),
             ("c_vector", ColumnKind::Vector),
         ] {
-            assert_eq!(kind(&decoded, name).kind, expected, "{format}: {name}");
+            assert_eq!(kind(&decoded, name)?.kind, expected, "{format}: {name}");
         }
-        assert!(kind(&decoded, "c_null").optional, "{format}");
-        assert!(!kind(&decoded, "c_int").optional, "{format}");
-        let sql_type = kind(&decoded, "c_decimal_neg").sql_type;
+        assert!(kind(&decoded, "c_null")?.optional, "{format}");
+        assert!(!kind(&decoded, "c_int")?.optional, "{format}");
+        let sql_type = kind(&decoded, "c_decimal_neg")?.sql_type;
         match format {
             WITH_SCHEMAS => assert_eq!(sql_type, None),
             _ => assert_eq!(sql_type.as_deref(), Some("decimal(10,2)"), "{format}"),
         }
     }
+    Ok(())
 }
 
 #[test]
-fn bigint_unsigned_is_exact_with_a_column_type() {
+fn bigint_unsigned_is_exact_with_a_column_type() -> anyhow::Result<()> {
     let schema = table(
         "counters",
         vec![
@@ -209,12 +218,12 @@ fn bigint_unsigned_is_exact_with_a_column_type() {
     );
     let row = vec![Value::UInt(u64::MAX), Value::UInt(1 << 63)];
     let original = event(&schema, RowChange::Insert { after: row.clone() });
-    let after = |decoded: DecodedChange| decoded.change.after().unwrap().clone();
+    let after = |decoded: DecodedChange| decoded.change.after().cloned().context("no after row");
 
     // With the Connect schema alone, `long` mode values above i64::MAX come back negative.
-    let record = encode(WITH_SCHEMAS, &original);
+    let record = encode(WITH_SCHEMAS, &original)?;
     assert_eq!(
-        after(decode_debezium_json(record.key.as_deref(), &record.value).unwrap()),
+        after(decode_debezium_json(record.key.as_deref(), &record.value)?)?,
         [Value::Int(-1), Value::Int(i64::MIN)]
     );
     // Given the column types (payload only), they are exact in both modes.
@@ -223,34 +232,35 @@ fn bigint_unsigned_is_exact_with_a_column_type() {
             bigint_unsigned: mode,
             ..options()
         };
-        let record = encode_with(PAYLOAD_ONLY, options.clone(), &original);
+        let record = encode_with(PAYLOAD_ONLY, options.clone(), &original)?;
         let decoded = decode_debezium_payload(record.key.as_deref(), &record.value, &schema);
-        assert_eq!(after(decoded.unwrap()), row, "{mode:?}");
+        assert_eq!(after(decoded?)?, row, "{mode:?}");
         // So are they with a propagated source type, and in precise mode as Decimal text.
         let options = CodecOptions {
             propagate_source_types: true,
             ..options
         };
-        let record = encode_with(WITH_SCHEMAS, options, &original);
-        let decoded = decode_debezium_json(record.key.as_deref(), &record.value).unwrap();
-        assert_eq!(after(decoded), row, "{mode:?} propagated");
+        let record = encode_with(WITH_SCHEMAS, options, &original)?;
+        let decoded = decode_debezium_json(record.key.as_deref(), &record.value)?;
+        assert_eq!(after(decoded)?, row, "{mode:?} propagated");
     }
     let precise = CodecOptions {
         bigint_unsigned: BigintUnsignedMode::Precise,
         ..options()
     };
-    let record = encode_with(WITH_SCHEMAS, precise, &original);
+    let record = encode_with(WITH_SCHEMAS, precise, &original)?;
     assert_eq!(
-        after(decode_debezium_json(None, &record.value).unwrap()),
+        after(decode_debezium_json(None, &record.value)?)?,
         [
             Value::Decimal(u64::MAX.to_string()),
             Value::Decimal((1u64 << 63).to_string())
         ]
     );
+    Ok(())
 }
 
 #[test]
-fn empty_json_comes_back_null_or_an_empty_object() {
+fn empty_json_comes_back_null_or_an_empty_object() -> anyhow::Result<()> {
     let schema = table(
         "docs",
         vec![
@@ -267,23 +277,24 @@ fn empty_json_comes_back_null_or_an_empty_object() {
     ];
     let original = event(&schema, RowChange::Insert { after: row.clone() });
     for format in [WITH_SCHEMAS, PAYLOAD_ONLY] {
-        let decoded = decode(format, &encode(format, &original), &schema);
+        let decoded = decode(format, &encode(format, &original)?, &schema)?;
         assert_eq!(
-            decoded.change.after().unwrap(),
+            decoded.change.after().context("no after row")?,
             &[Value::Int(1), Value::Null, Value::Json("{}".to_owned())],
             "{format}"
         );
     }
     let decoded = decode(
         ValueFormat::Protobuf,
-        &encode(ValueFormat::Protobuf, &original),
+        &encode(ValueFormat::Protobuf, &original)?,
         &schema,
-    );
-    assert_eq!(decoded.change.after().unwrap(), &row);
+    )?;
+    assert_eq!(decoded.change.after().context("no after row")?, &row);
+    Ok(())
 }
 
 #[test]
-fn keyless_tables_decode_without_key_columns() {
+fn keyless_tables_decode_without_key_columns() -> anyhow::Result<()> {
     let schema = table(
         "log",
         vec![column("line", ColumnType::VarChar { length: 10 }, true)],
@@ -296,11 +307,12 @@ fn keyless_tables_decode_without_key_columns() {
         },
     );
     for format in [WITH_SCHEMAS, PAYLOAD_ONLY, ValueFormat::Protobuf] {
-        let record = encode(format, &original);
+        let record = encode(format, &original)?;
         assert_eq!(record.key, None);
-        let decoded = decode(format, &record, &schema);
+        let decoded = decode(format, &record, &schema)?;
         assert!(decoded.key_columns.is_empty(), "{format}");
     }
+    Ok(())
 }
 
 /// An insert as Debezium 3.0's MySQL connector emits it through Kafka Connect's
@@ -324,12 +336,11 @@ const DEBEZIUM_CUSTOMERS_VALUE: &str = concat!(
 );
 
 #[test]
-fn decodes_a_debezium_envelope_field_by_field() {
+fn decodes_a_debezium_envelope_field_by_field() -> anyhow::Result<()> {
     let decoded = decode_debezium_json(
         Some(DEBEZIUM_CUSTOMERS_KEY.as_bytes()),
         DEBEZIUM_CUSTOMERS_VALUE.as_bytes(),
-    )
-    .unwrap();
+    )?;
     assert_eq!(decoded.table.db, "inventory");
     assert_eq!(decoded.table.table, "customers");
     assert_eq!(
@@ -373,10 +384,11 @@ fn decodes_a_debezium_envelope_field_by_field() {
     assert_eq!(source.query, None);
     assert_eq!(decoded.transaction, None);
     assert_eq!(decoded.ts_us, 1_486_500_577_691_547);
+    Ok(())
 }
 
 #[test]
-fn tombstones_are_a_distinct_error() {
+fn tombstones_are_a_distinct_error() -> anyhow::Result<()> {
     let schema = items();
     for result in [
         decode_debezium_json(Some(b"{}"), b""),
@@ -386,75 +398,96 @@ fn tombstones_are_a_distinct_error() {
         decode_debezium_payload(None, b" null ", &schema),
         decode_protobuf_change(None, b""),
     ] {
-        assert!(result.unwrap_err().is_tombstone());
+        assert!(result.err().context("expected an error")?.is_tombstone());
     }
     assert!(
         !decode_debezium_json(None, b"{}")
-            .unwrap_err()
+            .err()
+            .context("expected an error")?
             .is_tombstone()
     );
+    Ok(())
 }
 
 /// The JSON of `record`'s value with `edit` applied, encoded again.
-fn edited(record: &EncodedRecord, edit: impl FnOnce(&mut Json)) -> Vec<u8> {
-    let mut json: Json = serde_json::from_slice(&record.value).unwrap();
-    edit(&mut json);
-    serde_json::to_vec(&json).unwrap()
+fn edited(
+    record: &EncodedRecord,
+    edit: impl FnOnce(&mut Json) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<u8>> {
+    let mut json: Json = serde_json::from_slice(&record.value)?;
+    edit(&mut json)?;
+    Ok(serde_json::to_vec(&json)?)
 }
 
 #[test]
-fn errors_name_the_field_and_the_problem() {
+fn errors_name_the_field_and_the_problem() -> anyhow::Result<()> {
     let cases = every_type();
     let schema = every_type_table(&cases);
     let row: Vec<Value> = cases.iter().map(|c| c.value.clone()).collect();
     let record = encode(
         WITH_SCHEMAS,
         &event(&schema, RowChange::Insert { after: row }),
-    );
+    )?;
     let index = cases
         .iter()
         .position(|c| c.name == "c_decimal_neg")
-        .unwrap();
-    let error = |value: Vec<u8>| decode_debezium_json(None, &value).unwrap_err().to_string();
+        .context("no column c_decimal_neg")?;
+    let error = |value: Vec<u8>| {
+        decode_debezium_json(None, &value)
+            .err()
+            .map(|e| e.to_string())
+            .context("expected a decode error")
+    };
 
     let no_scale = edited(&record, |json| {
         let parameters = &mut json["schema"]["fields"][1]["fields"][index]["parameters"];
-        parameters.as_object_mut().unwrap().remove("scale");
-    });
+        parameters
+            .as_object_mut()
+            .context("parameters is not an object")?
+            .remove("scale");
+        Ok(())
+    })?;
     assert_eq!(
-        error(no_scale),
+        error(no_scale)?,
         "field `c_decimal_neg`: Decimal without `scale` parameter"
     );
     let not_base64 = edited(&record, |json| {
         json["payload"]["after"]["c_decimal_neg"] = Json::from("#?");
-    });
-    assert_eq!(error(not_base64), "field `c_decimal_neg`: invalid base64");
+        Ok(())
+    })?;
+    assert_eq!(error(not_base64)?, "field `c_decimal_neg`: invalid base64");
     let wrong_kind = edited(&record, |json| {
         json["payload"]["after"]["c_date"] = Json::from("2024-03-15");
-    });
+        Ok(())
+    })?;
     assert_eq!(
-        error(wrong_kind),
+        error(wrong_kind)?,
         "field `c_date`: expected a 64-bit integer, found a string"
     );
     let bad_instant = edited(&record, |json| {
         json["payload"]["after"]["c_timestamp"] = Json::from("yesterday");
-    });
+        Ok(())
+    })?;
     assert_eq!(
-        error(bad_instant),
+        error(bad_instant)?,
         "field `c_timestamp`: \"yesterday\" is not an ISO-8601 instant"
     );
     let missing = edited(&record, |json| {
         json["payload"]["after"]
             .as_object_mut()
-            .unwrap()
+            .context("after is not an object")?
             .remove("c_year");
-    });
+        Ok(())
+    })?;
     assert_eq!(
-        error(missing),
+        error(missing)?,
         "field `c_year`: missing from the `after` row"
     );
-    let bad_op = edited(&record, |json| json["payload"]["op"] = Json::from("x"));
-    assert!(error(bad_op).contains("unknown op \"x\""));
+    let bad_op = edited(&record, |json| {
+        json["payload"]["op"] = Json::from("x");
+        Ok(())
+    })?;
+    assert!(error(bad_op)?.contains("unknown op \"x\""));
 
     // Payload only: a field the table does not have.
     let payload = encode(
@@ -465,14 +498,19 @@ fn errors_name_the_field_and_the_problem() {
                 after: item(1, "a"),
             },
         ),
-    );
-    let extra = edited(&payload, |json| json["after"]["colour"] = Json::from("red"));
+    )?;
+    let extra = edited(&payload, |json| {
+        json["after"]["colour"] = Json::from("red");
+        Ok(())
+    })?;
     assert_eq!(
         decode_debezium_payload(None, &extra, &items())
-            .unwrap_err()
+            .err()
+            .context("expected a decode error")?
             .to_string(),
         "field `colour`: not a column of shop.items; the table schema does not match the record"
     );
+    Ok(())
 }
 
 /// A small deterministic generator (xorshift), so that the garbage is the same every run.
@@ -492,7 +530,7 @@ impl Garbage {
 }
 
 #[test]
-fn garbage_and_truncated_records_are_errors_not_panics() {
+fn garbage_and_truncated_records_are_errors_not_panics() -> anyhow::Result<()> {
     let cases = every_type();
     let schema = every_type_table(&cases);
     let row: Vec<Value> = cases.iter().map(|c| c.value.clone()).collect();
@@ -503,9 +541,9 @@ fn garbage_and_truncated_records_are_errors_not_panics() {
             after: row,
         },
     );
-    let json = encode(WITH_SCHEMAS, &original);
-    let payload = encode(PAYLOAD_ONLY, &original);
-    let protobuf = encode(ValueFormat::Protobuf, &original);
+    let json = encode(WITH_SCHEMAS, &original)?;
+    let payload = encode(PAYLOAD_ONLY, &original)?;
+    let protobuf = encode(ValueFormat::Protobuf, &original)?;
 
     // Every truncation of JSON is invalid JSON (checked near both ends and at a stride in
     // between, to keep the test quick).
@@ -555,8 +593,12 @@ fn garbage_and_truncated_records_are_errors_not_panics() {
         for value in &junk {
             for (record, after) in [(&json, "/payload/after"), (&payload, "/after")] {
                 let bytes = edited(record, |j| {
-                    *j.pointer_mut(after).unwrap().get_mut(case.name).unwrap() = value.clone();
-                });
+                    *j.pointer_mut(after)
+                        .with_context(|| format!("no {after}"))?
+                        .get_mut(case.name)
+                        .with_context(|| format!("no field {}", case.name))? = value.clone();
+                    Ok(())
+                })?;
                 let _ = decode_debezium_json(None, &bytes);
                 let _ = decode_debezium_payload(None, &bytes, &schema);
             }
@@ -565,14 +607,22 @@ fn garbage_and_truncated_records_are_errors_not_panics() {
     // Envelopes missing each part.
     for part in ["schema", "payload"] {
         let bytes = edited(&json, |j| {
-            j.as_object_mut().unwrap().remove(part);
-        });
+            j.as_object_mut()
+                .context("the record is not an object")?
+                .remove(part);
+            Ok(())
+        })?;
         assert!(decode_debezium_json(None, &bytes).is_err());
     }
     for part in ["op", "source", "before", "after"] {
         let bytes = edited(&json, |j| {
-            j["payload"].as_object_mut().unwrap().remove(part);
-        });
+            j["payload"]
+                .as_object_mut()
+                .context("payload is not an object")?
+                .remove(part);
+            Ok(())
+        })?;
         assert!(decode_debezium_json(None, &bytes).is_err(), "{part}");
     }
+    Ok(())
 }
