@@ -159,6 +159,13 @@ impl InProcess {
         }
     }
 
+    /// Ends the pipeline abruptly, as a crash would: no graceful stop, the open Kafka
+    /// transaction is left for the next instance to abort.
+    pub async fn kill(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+
     /// Waits for the pipeline to end by itself (after a fatal error).
     pub async fn join(self, timeout: Duration) -> Result<Result<(), CaptureError>> {
         Ok(tokio::time::timeout(timeout, self.handle)

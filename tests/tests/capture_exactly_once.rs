@@ -77,8 +77,8 @@ async fn a_clean_restart_continues_without_gap_or_duplicate() -> Result<()> {
     assert_exactly_once(&counts(&stack, &format!("{name}.{db}.seq"))?, 0..300)
 }
 
-/// Writes a 1000-row transaction, stops the capture as soon as part of it is committed, then
-/// restarts: every row exactly once. `split` is the `[batch]` setting that makes it split.
+/// Writes a 1000-row transaction, kills the capture as soon as part of it is committed, then
+/// restarts inside it: every row exactly once. `split` is the `[batch]` setting that makes it split.
 async fn split_and_resume(prefix: &str, split: &str) -> Result<()> {
     let stack = Stack::from_env()?;
     let (mut admin, db) = setup(&stack, prefix).await?;
@@ -104,8 +104,8 @@ async fn split_and_resume(prefix: &str, split: &str) -> Result<()> {
                 .is_some_and(|c| c.partial.is_some())
         })
         .await?;
-    capture.cancel.cancel();
-    let _ = capture.stop().await;
+    // A graceful stop would finish the transaction first: crash instead.
+    capture.kill().await;
 
     let mut capture = InProcess::start(config(&toml)?);
     insert_seq(&mut admin, &db, 1000, 1010, 1).await?;
