@@ -214,6 +214,16 @@ async fn main() -> Result<()> {
         peak as f64 / 1024.0,
         100.0 * cpu / secs
     );
+    // A run writes up to 4.5 GB into Kafka: give the disk back.
     admin.query_drop(format!("DROP DATABASE `{db}`")).await?;
+    let kafka: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &stack.kafka_bootstrap)
+            .create()?;
+    let topics = [format!("{name}.{db}.orders"), format!("{name}.offsets")];
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    kafka
+        .delete_topics(&topics, &rdkafka::admin::AdminOptions::new())
+        .await?;
     Ok(())
 }
