@@ -4,12 +4,9 @@
 //! Passwords come from the file, a named environment variable or a file of their own, and never
 //! appear in `Debug` output, logs or status.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Toml};
 use rowferry_shared::codec::BigintUnsignedMode;
 use serde::Deserialize;
 
@@ -25,34 +22,12 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent.
     #[error("invalid configuration: `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
-    /// A password file could not be read.
-    #[error("cannot read password file {path}: {source}")]
-    PasswordFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// A password environment variable is not set.
-    #[error("environment variable {name} named by `source.password_env` is not set")]
-    PasswordEnv { name: String },
+    /// The password could not be read.
+    #[error(transparent)]
+    Password(#[from] rowferry_shared::config::PasswordError),
 }
 
-/// A secret that never prints.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret text.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
-    }
-}
+pub use rowferry_shared::config::Secret;
 
 /// Everything `rowferry-capture` is told.
 #[derive(Debug, Clone, Deserialize)]
@@ -319,24 +294,16 @@ impl Default for ControlConfig {
 impl CaptureConfig {
     /// Reads `path` (if any) and the environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut figment = Figment::new();
-        if let Some(path) = path {
-            figment = figment.merge(Toml::file_exact(path));
-        }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").lowercase(true));
-        let config: CaptureConfig = figment
-            .extract()
-            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let config: CaptureConfig =
+            rowferry_shared::config::load(path, ENV_PREFIX).map_err(ConfigError::Parse)?;
         config.validate()?;
         Ok(config)
     }
 
     /// Parses TOML text (tests and embedded configs).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: CaptureConfig = Figment::new()
-            .merge(Toml::string(text))
-            .extract()
-            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let config: CaptureConfig =
+            rowferry_shared::config::from_toml(text).map_err(ConfigError::Parse)?;
         config.validate()?;
         Ok(config)
     }
@@ -396,23 +363,12 @@ impl CaptureConfig {
 
     /// The source password from whichever place it was given, if any.
     pub fn source_password(&self) -> Result<Option<Secret>, ConfigError> {
-        if let Some(password) = &self.source.password {
-            return Ok(Some(password.clone()));
-        }
-        if let Some(path) = &self.source.password_file {
-            let text =
-                std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
-                    path: path.clone(),
-                    source,
-                })?;
-            return Ok(Some(Secret(text.trim_end_matches(['\n', '\r']).to_owned())));
-        }
-        if let Some(name) = &self.source.password_env {
-            let value =
-                std::env::var(name).map_err(|_| ConfigError::PasswordEnv { name: name.clone() })?;
-            return Ok(Some(Secret(value)));
-        }
-        Ok(None)
+        Ok(rowferry_shared::config::read_password(
+            self.source.password.as_ref(),
+            self.source.password_file.as_deref(),
+            self.source.password_env.as_deref(),
+            "source.password_env",
+        )?)
     }
 
     /// Heartbeat period.

@@ -9,7 +9,7 @@ use rowferry_shared::position::{BinlogFilePosition, Flavor, GtidSet};
 
 use crate::binlog::charset::CollationTable;
 use crate::binlog::table_map::{ColumnDefinition, TableDefinition};
-use rowferry_shared::event::{RowKey, TableId};
+use rowferry_shared::event::{ColumnType, RowKey, TableId};
 
 /// What went wrong with the source.
 #[derive(Debug, thiserror::Error)]
@@ -532,35 +532,10 @@ pub async fn table_definition(
 
 /// Members of `enum('a','b')` / `set('a','b')` as information_schema writes them.
 fn enum_members(column_type: &str) -> Vec<String> {
-    let lower = column_type.to_ascii_lowercase();
-    if !(lower.starts_with("enum(") || lower.starts_with("set(")) {
-        return Vec::new();
+    match ColumnType::from_sql(column_type) {
+        Some(ColumnType::Enum { members } | ColumnType::Set { members }) => members,
+        _ => Vec::new(),
     }
-    let Some(open) = column_type.find('(') else {
-        return Vec::new();
-    };
-    let inner = &column_type[open + 1..column_type.len().saturating_sub(1)];
-    let mut members = Vec::new();
-    let mut current = String::new();
-    let mut chars = inner.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('\'', false) => quoted = true,
-            ('\'', true) if chars.peek() == Some(&'\'') => {
-                current.push('\'');
-                chars.next();
-            }
-            ('\'', true) => {
-                quoted = false;
-                members.push(std::mem::take(&mut current));
-            }
-            ('\\', true) => current.extend(chars.next()),
-            (c, true) => current.push(c),
-            _ => {}
-        }
-    }
-    members
 }
 
 /// The columns that identify a table's rows: the primary key, else the first UNIQUE key whose

@@ -5,6 +5,7 @@
 //! pipeline lifecycle join it as the services are built.
 
 pub mod codec;
+pub mod config;
 pub mod event;
 pub mod pb;
 pub mod position;

@@ -4,12 +4,14 @@
 //! it into Kafka record keys and values (Debezium JSON or protobuf) and back.
 
 mod schema;
+mod sql_type;
 mod value;
 
 pub use schema::{
     ColumnSchema, ColumnType, LobSize, RowKey, SharedTableSchema, TableId, TableSchema,
     quote_identifier,
 };
+pub use sql_type::quoted_members;
 pub use value::{Date, DateTime, Time, Timestamp, Value};
 
 use crate::position::Flavor;

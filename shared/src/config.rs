@@ -1,0 +1,96 @@
+//! Configuration loading both services share: a TOML file with environment overrides, and
+//! secrets that never print.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// A secret that never prints.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+/// Why a password could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// A password file could not be read.
+    #[error("cannot read password file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A password environment variable is not set.
+    #[error("environment variable {name} named by `{key}` is not set")]
+    Env { name: String, key: &'static str },
+}
+
+/// A password given in one of three places: inline, in a file of its own (trailing newline
+/// ignored), or in a named environment variable. `env_key` names the setting in errors.
+pub fn read_password(
+    inline: Option<&Secret>,
+    file: Option<&Path>,
+    env: Option<&str>,
+    env_key: &'static str,
+) -> Result<Option<Secret>, PasswordError> {
+    if let Some(password) = inline {
+        return Ok(Some(password.clone()));
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| PasswordError::File {
+            path: path.to_owned(),
+            source,
+        })?;
+        return Ok(Some(Secret(text.trim_end_matches(['\n', '\r']).to_owned())));
+    }
+    if let Some(name) = env {
+        let value = std::env::var(name).map_err(|_| PasswordError::Env {
+            name: name.to_owned(),
+            key: env_key,
+        })?;
+        return Ok(Some(Secret(value)));
+    }
+    Ok(None)
+}
+
+/// Reads `path` (if any), then overrides keys from environment variables
+/// `<env_prefix><SECTION>__<KEY>`. The error text names the offending key.
+pub fn load<T: DeserializeOwned>(path: Option<&Path>, env_prefix: &str) -> Result<T, String> {
+    let mut figment = Figment::new();
+    if let Some(path) = path {
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment
+        .merge(Env::prefixed(env_prefix).split("__").lowercase(true))
+        .extract()
+        .map_err(|e| e.to_string())
+}
+
+/// Parses TOML text (tests and embedded configs).
+pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    Figment::new()
+        .merge(Toml::string(text))
+        .extract()
+        .map_err(|e| e.to_string())
+}
