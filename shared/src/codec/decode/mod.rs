@@ -178,13 +178,15 @@ impl DecodeError {
         matches!(self, DecodeError::Tombstone)
     }
 
-    pub(super) fn envelope(reason: impl Into<String>) -> Self {
+    /// A malformed envelope.
+    pub fn envelope(reason: impl Into<String>) -> Self {
         DecodeError::Envelope {
             reason: reason.into(),
         }
     }
 
-    pub(super) fn field(field: &str, reason: impl Into<String>) -> Self {
+    /// A column or field that cannot be read.
+    pub fn field(field: &str, reason: impl Into<String>) -> Self {
         DecodeError::Field {
             field: field.to_owned(),
             reason: reason.into(),

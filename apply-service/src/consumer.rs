@@ -1,0 +1,427 @@
+//! The Kafka side: a consumer-group member on its own thread that hands each assigned
+//! partition's records to that partition's worker.
+//!
+//! On assignment it reads the partitions' next offsets from the target's offsets table and
+//! assigns the partitions at exactly those offsets (Kafka's committed offsets are only for
+//! lag monitoring); on revocation it stops the partitions' workers and waits for the batch in
+//! flight. A worker that cannot keep up gets its partition paused instead of blocking the
+//! others.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::StartAt;
+use crate::status::{State, partition_key};
+use crate::worker::{Input, Report, Shared, Worker};
+
+/// Records a worker may have waiting before its partition is paused.
+const WORKER_QUEUE: usize = 4096;
+/// How long a revocation waits for a worker's batch in flight.
+const REVOKE_WAIT: Duration = Duration::from_secs(30);
+
+/// Why consuming stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    /// The consumer could not be created or subscribed.
+    #[error("Kafka consumer: {0}")]
+    Kafka(#[from] KafkaError),
+    /// A worker failed for good.
+    #[error("{0}")]
+    Failed(String),
+}
+
+struct WorkerHandle {
+    sender: mpsc::Sender<Input>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    /// Inputs that did not fit the worker's queue; the partition is paused while any wait.
+    backlog: VecDeque<Input>,
+}
+
+type PartitionId = (Arc<str>, i32);
+
+/// The consumer's context: rebalance handling and the partitions' workers.
+pub struct ApplyContext {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+    cancel: CancellationToken,
+    workers: Mutex<HashMap<PartitionId, WorkerHandle>>,
+}
+
+impl ClientContext for ApplyContext {}
+
+impl ConsumerContext for ApplyContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let revoked: Vec<PartitionId> = tpl
+                .elements()
+                .iter()
+                .map(|e| (Arc::from(e.topic()), e.partition()))
+                .collect();
+            tracing::info!(partitions = revoked.len(), "partitions revoked");
+            self.stop_workers(Some(&revoked));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let assigned: Vec<PartitionId> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (Arc::from(e.topic()), e.partition()))
+                    .collect();
+                tracing::info!(partitions = assigned.len(), "partitions assigned");
+                if let Err(error) = self.assign_at_stored_offsets(consumer, &assigned) {
+                    tracing::error!(%error, "cannot assign partitions at their stored offsets");
+                }
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
+        }
+    }
+}
+
+impl ApplyContext {
+    fn workers(&self) -> MutexGuard<'_, HashMap<PartitionId, WorkerHandle>> {
+        self.workers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reads the stored offsets (retrying while the target is unreachable), assigns the
+    /// partitions there and starts their workers.
+    fn assign_at_stored_offsets(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        assigned: &[PartitionId],
+    ) -> Result<(), KafkaError> {
+        let mut stored = HashMap::new();
+        for (topic, partition) in assigned {
+            if let Some(previous) = self.read_offset(topic, *partition) {
+                stored.insert((topic.clone(), *partition), previous);
+            } else {
+                return Ok(()); // cancelled
+            }
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in assigned {
+            let offset = match stored.get(&(topic.clone(), *partition)).copied().flatten() {
+                Some(next) => Offset::Offset(next),
+                None => match self.shared.config.kafka.start {
+                    StartAt::Earliest => Offset::Beginning,
+                    StartAt::Latest => Offset::End,
+                },
+            };
+            tpl.add_partition_offset(topic, *partition, offset)?;
+        }
+        consumer.assign(&tpl)?;
+        for (topic, partition) in assigned {
+            let previous = stored.get(&(topic.clone(), *partition)).copied().flatten();
+            self.start_worker(topic.clone(), *partition, previous);
+        }
+        Ok(())
+    }
+
+    /// The stored next offset of a partition (`Some(None)`: none stored), retrying transient
+    /// errors; `None` when cancelled.
+    fn read_offset(&self, topic: &str, partition: i32) -> Option<Option<i64>> {
+        let mut delay = Duration::from_millis(self.shared.config.target.retry_initial_ms.max(10));
+        loop {
+            let attempt = self.runtime.block_on(async {
+                let mut conn = self.shared.target.connect().await?;
+                let stored = self.shared.offsets.read(&mut conn, topic, partition).await;
+                let _ = conn.disconnect().await;
+                stored
+            });
+            match attempt {
+                Ok(stored) => return Some(stored.map(|s| s.next_offset)),
+                Err(error) => {
+                    tracing::warn!(%error, topic, partition, "cannot read the stored offset; retrying");
+                    self.shared.status.send_modify(|s| {
+                        s.error = Some(format!("reading stored offsets: {error}"));
+                    });
+                    if error.is_transient() {
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                    } else {
+                        let _ = self.shared.reports.send(Report::Failed {
+                            error: format!("reading the offsets table: {error}"),
+                        });
+                        return None;
+                    }
+                    if self.cancel.is_cancelled() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_worker(&self, topic: Arc<str>, partition: i32, previous: Option<i64>) {
+        let (sender, receiver) = mpsc::channel(WORKER_QUEUE);
+        let cancel = self.cancel.child_token();
+        let worker = Worker::new(
+            self.shared.clone(),
+            topic.clone(),
+            partition,
+            previous,
+            receiver,
+            cancel.clone(),
+        );
+        let task = self.runtime.spawn(worker.run());
+        self.workers().insert(
+            (topic, partition),
+            WorkerHandle {
+                sender,
+                cancel,
+                task,
+                backlog: VecDeque::new(),
+            },
+        );
+    }
+
+    /// Stops the workers of `partitions` (all when `None`) and waits for their batches in
+    /// flight.
+    fn stop_workers(&self, partitions: Option<&[PartitionId]>) {
+        let stopped: Vec<(PartitionId, WorkerHandle)> = {
+            let mut workers = self.workers();
+            let keys: Vec<PartitionId> = match partitions {
+                Some(list) => list.to_vec(),
+                None => workers.keys().cloned().collect(),
+            };
+            keys.into_iter()
+                .filter_map(|k| workers.remove(&k).map(|w| (k, w)))
+                .collect()
+        };
+        for (_, worker) in &stopped {
+            worker.cancel.cancel();
+        }
+        for ((topic, partition), worker) in stopped {
+            let done = self
+                .runtime
+                .block_on(async { tokio::time::timeout(REVOKE_WAIT, worker.task).await });
+            if done.is_err() {
+                tracing::warn!(%topic, partition, "worker did not stop in time");
+            }
+            self.shared.status.send_modify(|s| {
+                s.partitions.remove(&partition_key(&topic, partition));
+            });
+        }
+    }
+}
+
+/// Consumes until `cancel` fires or a worker fails. Runs on a blocking thread.
+pub fn run(
+    shared: Arc<Shared>,
+    reports: Receiver<Report>,
+    runtime: tokio::runtime::Handle,
+    cancel: CancellationToken,
+) -> Result<(), ConsumeError> {
+    let config = &shared.config;
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+        .set("group.id", config.group_id())
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", "1000")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000")
+        .set("queued.max.messages.kbytes", "32768")
+        .set(
+            "enable.partition.eof",
+            if config.apply.transactional {
+                "true"
+            } else {
+                "false"
+            },
+        );
+    for (key, value) in &config.kafka.properties {
+        client.set(key, value);
+    }
+    let context = ApplyContext {
+        shared: shared.clone(),
+        runtime,
+        cancel: cancel.clone(),
+        workers: Mutex::new(HashMap::new()),
+    };
+    let consumer: BaseConsumer<ApplyContext> = client.create_with_context(context)?;
+    let subscription: Vec<String> = match &config.kafka.topic_pattern {
+        Some(pattern) => vec![format!("^{pattern}$")],
+        None => config.kafka.topics.clone(),
+    };
+    let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    shared.status.send_modify(|s| {
+        s.state = State::Running;
+        s.error = None;
+    });
+    tracing::info!(group = config.group_id(), topics = ?topics, "consuming");
+    let mut failure = None;
+    while !cancel.is_cancelled() {
+        while let Ok(report) = reports.try_recv() {
+            match report {
+                Report::Committed {
+                    topic,
+                    partition,
+                    next_offset,
+                } => {
+                    let mut tpl = TopicPartitionList::new();
+                    if tpl
+                        .add_partition_offset(&topic, partition, Offset::Offset(next_offset))
+                        .is_ok()
+                    {
+                        // Only for lag monitoring; a partition just revoked refuses it.
+                        let _ = consumer.store_offsets(&tpl);
+                    }
+                }
+                Report::Fenced { topic, partition } => refence(&consumer, topic, partition),
+                Report::Failed { error } => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        if failure.is_some() {
+            break;
+        }
+        drain_backlogs(&consumer);
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let record = message.detach();
+                let id: PartitionId = (Arc::from(record.topic()), record.partition());
+                dispatch(&consumer, &id, Input::Record(record));
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                let ids: Vec<PartitionId> = consumer
+                    .context()
+                    .workers()
+                    .keys()
+                    .filter(|(_, p)| *p == partition)
+                    .cloned()
+                    .collect();
+                for id in ids {
+                    dispatch(&consumer, &id, Input::End);
+                }
+            }
+            Some(Err(error)) => tracing::warn!(%error, "Kafka consumer error; librdkafka retries"),
+            None => {}
+        }
+    }
+    shared.status.send_modify(|s| {
+        if s.state != State::Failed {
+            s.state = State::Stopping;
+        }
+    });
+    consumer.context().stop_workers(None);
+    while let Ok(report) = reports.try_recv() {
+        if let Report::Committed {
+            topic,
+            partition,
+            next_offset,
+        } = report
+        {
+            let mut tpl = TopicPartitionList::new();
+            if tpl
+                .add_partition_offset(&topic, partition, Offset::Offset(next_offset))
+                .is_ok()
+            {
+                let _ = consumer.store_offsets(&tpl);
+            }
+        }
+    }
+    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+    consumer.unsubscribe();
+    drop(consumer);
+    match failure {
+        Some(error) => Err(ConsumeError::Failed(error)),
+        None => Ok(()),
+    }
+}
+
+/// Hands `input` to its partition's worker, or to the worker's backlog (pausing the
+/// partition) when the worker's queue is full.
+fn dispatch(consumer: &BaseConsumer<ApplyContext>, id: &PartitionId, input: Input) {
+    let mut workers = consumer.context().workers();
+    let Some(worker) = workers.get_mut(id) else {
+        // Revoked meanwhile; the next owner starts from the stored offset.
+        return;
+    };
+    if !worker.backlog.is_empty() {
+        worker.backlog.push_back(input);
+        return;
+    }
+    match worker.sender.try_send(input) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(input)) => {
+            worker.backlog.push_back(input);
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&id.0, id.1);
+            if let Err(error) = consumer.pause(&tpl) {
+                tracing::warn!(%error, topic = %id.0, partition = id.1, "cannot pause partition");
+            }
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+/// Moves backlogs into workers' queues as room appears, resuming drained partitions.
+fn drain_backlogs(consumer: &BaseConsumer<ApplyContext>) {
+    let mut workers = consumer.context().workers();
+    for (id, worker) in workers.iter_mut() {
+        if worker.backlog.is_empty() {
+            continue;
+        }
+        while let Some(input) = worker.backlog.pop_front() {
+            match worker.sender.try_send(input) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(input)) => {
+                    worker.backlog.push_front(input);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    worker.backlog.clear();
+                }
+            }
+        }
+        if worker.backlog.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&id.0, id.1);
+            if let Err(error) = consumer.resume(&tpl) {
+                tracing::warn!(%error, topic = %id.0, partition = id.1, "cannot resume partition");
+            }
+        }
+    }
+}
+
+/// A worker found the stored offset moved under it: restart the partition from what is
+/// stored now.
+fn refence(consumer: &BaseConsumer<ApplyContext>, topic: Arc<str>, partition: i32) {
+    let context = consumer.context();
+    let id: PartitionId = (topic.clone(), partition);
+    if !context.workers().contains_key(&id) {
+        return;
+    }
+    tracing::warn!(%topic, partition, "stored offset moved by another writer; re-reading it");
+    context.stop_workers(Some(std::slice::from_ref(&id)));
+    let Some(stored) = context.read_offset(&topic, partition) else {
+        return;
+    };
+    let offset = match stored {
+        Some(next) => Offset::Offset(next),
+        None => Offset::Beginning,
+    };
+    if let Err(error) = consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
+        tracing::warn!(%error, %topic, partition, "seek after fencing failed");
+    }
+    context.start_worker(topic, partition, stored);
+}

@@ -1,0 +1,120 @@
+//! Kafka records into decoded changes: the value format from the `content-type` header (or
+//! the configured fallback), Debezium JSON with or without its schema, protobuf.
+
+use rdkafka::Message;
+use rdkafka::message::{Headers, OwnedMessage};
+use rowferry_shared::codec::{
+    DecodeError, DecodedChange, decode_debezium_json, decode_debezium_payload,
+    decode_protobuf_change,
+};
+use rowferry_shared::event::{TableId, TableSchema};
+use serde::Deserialize;
+
+use crate::config::FormatFallback;
+
+/// How a record's value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `{"schema":…,"payload":…}`.
+    JsonWithSchema,
+    /// The payload alone; needs the target table to type its values.
+    JsonPayload,
+    /// `rowferry.event.v1.ChangeEvent`.
+    Protobuf,
+}
+
+/// The record's value format.
+pub fn format_of(record: &OwnedMessage, fallback: FormatFallback) -> Format {
+    let value = record.payload().unwrap_or_default();
+    let declared = record.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key.eq_ignore_ascii_case("content-type"))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).to_ascii_lowercase())
+    });
+    let json = match declared.as_deref() {
+        Some(ct) if ct.starts_with("application/x-protobuf") => false,
+        Some(ct) if ct.starts_with("application/json") => true,
+        _ => match fallback {
+            FormatFallback::DebeziumJson => true,
+            FormatFallback::Protobuf => false,
+            FormatFallback::Auto => value.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'),
+        },
+    };
+    if !json {
+        return Format::Protobuf;
+    }
+    // Kafka Connect's JsonConverter writes `schema` before `payload`.
+    let start = value
+        .iter()
+        .position(|b| !b.is_ascii_whitespace() && *b != b'{')
+        .unwrap_or(0);
+    if value[start..].starts_with(b"\"schema\"") {
+        Format::JsonWithSchema
+    } else {
+        Format::JsonPayload
+    }
+}
+
+/// Decodes a record whose format carries its own types.
+pub fn decode_typed(record: &OwnedMessage, format: Format) -> Result<DecodedChange, DecodeError> {
+    let value = record.payload().unwrap_or_default();
+    if value.is_empty() {
+        return Err(DecodeError::Tombstone);
+    }
+    match format {
+        Format::Protobuf => decode_protobuf_change(record.key(), value),
+        Format::JsonWithSchema | Format::JsonPayload => decode_debezium_json(record.key(), value),
+    }
+}
+
+/// Decodes a schemaless Debezium JSON record with its table's definition.
+pub fn decode_payload(
+    record: &OwnedMessage,
+    table: &TableSchema,
+) -> Result<DecodedChange, DecodeError> {
+    decode_debezium_payload(record.key(), record.payload().unwrap_or_default(), table)
+}
+
+#[derive(Deserialize)]
+struct Peek {
+    source: PeekSource,
+}
+
+#[derive(Deserialize)]
+struct PeekSource {
+    db: String,
+    table: String,
+}
+
+/// The source table a schemaless record belongs to (`source.db`, `source.table`).
+pub fn peek_table(record: &OwnedMessage) -> Result<TableId, DecodeError> {
+    let value = record.payload().unwrap_or_default();
+    if value.is_empty() {
+        return Err(DecodeError::Tombstone);
+    }
+    let peek: Peek = serde_json::from_slice(value).map_err(|e| {
+        DecodeError::envelope(format!("cannot find source.db and source.table: {e}"))
+    })?;
+    Ok(TableId::new(peek.source.db, peek.source.table))
+}
+
+#[derive(Deserialize)]
+struct PeekTransaction {
+    transaction: Option<PeekTransactionId>,
+}
+
+#[derive(Deserialize)]
+struct PeekTransactionId {
+    id: String,
+}
+
+/// The `transaction.id` of a schemaless record, if it has one.
+pub fn peek_transaction(record: &OwnedMessage) -> Option<String> {
+    let value = record.payload().unwrap_or_default();
+    serde_json::from_slice::<PeekTransaction>(value)
+        .ok()
+        .and_then(|p| p.transaction)
+        .map(|t| t.id)
+}
