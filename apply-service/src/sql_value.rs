@@ -44,9 +44,11 @@ pub fn push_literal(
             if !v.is_finite() {
                 return Err(invalid(format!("{v} has no SQL value")));
             }
-            // Shortest digits that read back as the same f32; the exponent form makes MySQL
-            // read an approximate value, not a DECIMAL.
-            let _ = write!(out, "{v:e}");
+            // The f32's exact value as a double: MySQL reads the literal as a DOUBLE and
+            // narrows it to FLOAT, which gives back this f32 (the f32's own shortest digits
+            // can read as a double just above FLT_MAX and be refused). The exponent form
+            // makes MySQL read an approximate value, not a DECIMAL.
+            let _ = write!(out, "{:e}", f64::from(*v));
         }
         Value::Double(v) => {
             if !v.is_finite() {
@@ -203,7 +205,14 @@ mod tests {
             literal(Value::Int(-1), ColumnType::BigInt { unsigned: false })?,
             "-1"
         );
-        assert_eq!(literal(Value::Float(0.1), ColumnType::Float)?, "1e-1");
+        assert_eq!(
+            literal(Value::Float(0.1), ColumnType::Float)?,
+            "1.0000000149011612e-1"
+        );
+        assert_eq!(
+            literal(Value::Float(f32::MAX), ColumnType::Float)?,
+            "3.4028234663852886e38"
+        );
         assert_eq!(
             literal(Value::Double(1.7976931348623157e308), ColumnType::Double)?,
             "1.7976931348623157e308"

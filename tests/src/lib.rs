@@ -90,5 +90,6 @@ pub fn unique_server_id() -> u32 {
     1_000_000 + pid * 100 + n % 100
 }
 
+pub mod apply;
 pub mod capture;
 pub mod kafka;

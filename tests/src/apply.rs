@@ -1,0 +1,273 @@
+//! Running rowferry-apply in tests, and comparing the target with the source.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rowferry_apply::config::ApplyConfig;
+use rowferry_apply::pipeline::{self, ApplyError};
+use rowferry_apply::status::{self, ApplyStatus, State, StatusReceiver};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::Stack;
+
+/// Apply configuration for a test: its own name (consumer group) and offsets table, reading
+/// topics matching `pattern`. `extra` is appended TOML (sections allowed).
+pub fn apply_toml(stack: &Stack, name: &str, pattern: &str, extra: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+topic_pattern = '{pattern}'
+[kafka.properties]
+"topic.metadata.refresh.interval.ms" = "1000"
+[target]
+url = "{url}"
+offsets_table = "offsets_{name}"
+retry_initial_ms = 100
+retry_max_ms = 2000
+[control]
+grpc_listen = ""
+{extra}
+"#,
+        bootstrap = stack.kafka_bootstrap,
+        url = stack.target_url,
+        name = name.replace(['.', '-'], "_"),
+    )
+}
+
+/// Parses a test configuration, with environment overrides ignored.
+pub fn config(toml: &str) -> Result<ApplyConfig> {
+    ApplyConfig::from_toml(toml).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// An apply pipeline running in this process.
+pub struct InProcess {
+    /// Cancels the pipeline (graceful stop).
+    pub cancel: CancellationToken,
+    /// Status updates.
+    pub status: StatusReceiver,
+    handle: JoinHandle<Result<(), ApplyError>>,
+}
+
+impl InProcess {
+    /// Starts the pipeline.
+    pub fn start(config: ApplyConfig) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_test_writer()
+            .try_init();
+        let cancel = CancellationToken::new();
+        let (tx, rx) = status::channel();
+        let handle = tokio::spawn(pipeline::run(config, tx, cancel.clone()));
+        Self {
+            cancel,
+            status: rx,
+            handle,
+        }
+    }
+
+    /// Waits until `done` holds for the status, failing after `timeout` (or when the pipeline
+    /// fails and `done` does not accept that).
+    pub async fn wait_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&ApplyStatus) -> bool,
+    ) -> Result<ApplyStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.status.borrow().clone();
+            if done(&status) {
+                return Ok(status);
+            }
+            if status.state == State::Failed {
+                bail!("apply failed while waiting for {what}: {:?}", status.error);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("apply did not reach {what} within {timeout:?}: {status:?}");
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), self.status.changed()).await;
+        }
+    }
+
+    /// Stops gracefully and returns the pipeline's result.
+    pub async fn stop(self) -> Result<()> {
+        self.cancel.cancel();
+        match tokio::time::timeout(Duration::from_secs(60), self.handle).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => bail!("apply ended with an error: {e}"),
+            Ok(Err(e)) => bail!("apply task panicked: {e}"),
+            Err(_) => bail!("apply did not stop within 60 s"),
+        }
+    }
+
+    /// Waits for the pipeline to end by itself (after a fatal error).
+    pub async fn join(self, timeout: Duration) -> Result<Result<(), ApplyError>> {
+        Ok(tokio::time::timeout(timeout, self.handle)
+            .await
+            .context("apply still running")??)
+    }
+}
+
+/// The `rowferry-apply` binary next to the test executables.
+pub fn apply_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("test executable has no parent directory")?;
+    let binary = dir.join("rowferry-apply");
+    if !binary.exists() {
+        bail!(
+            "{} is missing: build it first (cargo build -p rowferry-apply, or cargo test --workspace)",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// A connection to the target.
+pub async fn target_conn(stack: &Stack) -> Result<Conn> {
+    let opts = mysql_async::Opts::from_url(&stack.target_url).with_context(|| {
+        format!(
+            "ROWFERRY_TARGET_URL is not a mysql:// URL: {}",
+            stack.target_url
+        )
+    })?;
+    Ok(Conn::new(opts).await?)
+}
+
+/// Creates database `db` on the target with `tables` (each a `name (columns…)` clause).
+pub async fn create_target_tables(stack: &Stack, db: &str, tables: &[&str]) -> Result<Conn> {
+    let mut target = target_conn(stack).await?;
+    target
+        .query_drop(format!("CREATE DATABASE IF NOT EXISTS `{db}`"))
+        .await?;
+    for table in tables {
+        target
+            .query_drop(format!("CREATE TABLE `{db}`.{table}"))
+            .await?;
+    }
+    Ok(target)
+}
+
+/// Creates `topics` with `partitions` partitions each (before capture writes to them, so
+/// the records spread over partitions by key).
+pub async fn create_topics(stack: &Stack, topics: &[String], partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &stack.kafka_bootstrap)
+        .create()?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    for result in admin.create_topics(&new, &AdminOptions::new()).await? {
+        if let Err((topic, code)) = result {
+            bail!("cannot create topic {topic}: {code}");
+        }
+    }
+    Ok(())
+}
+
+/// Every row of `db.table` ordered by `order_by`, as the server prints it.
+pub async fn rows(conn: &mut Conn, db: &str, table: &str, order_by: &str) -> Result<Vec<Row>> {
+    Ok(conn
+        .query(format!(
+            "SELECT * FROM `{db}`.`{table}` ORDER BY {order_by}"
+        ))
+        .await?)
+}
+
+/// `CHECKSUM TABLE db.table`.
+pub async fn checksum(conn: &mut Conn, db: &str, table: &str) -> Result<Option<u64>> {
+    let row: Option<(String, Option<u64>)> = conn
+        .query_first(format!("CHECKSUM TABLE `{db}`.`{table}`"))
+        .await?;
+    Ok(row.and_then(|(_, sum)| sum))
+}
+
+/// Where the target differs from the source for one table, or `None` when every row is
+/// equal (column by column, as the servers print them) and the table checksums agree.
+pub async fn difference(
+    source: &mut Conn,
+    target: &mut Conn,
+    db: &str,
+    table: &str,
+    order_by: &str,
+    with_checksum: bool,
+) -> Result<Option<String>> {
+    let want = rows(source, db, table, order_by).await?;
+    let got = match rows(target, db, table, order_by).await {
+        Ok(got) => got,
+        Err(e) => return Ok(Some(format!("{table}: cannot read the target: {e}"))),
+    };
+    if want.len() != got.len() {
+        return Ok(Some(format!(
+            "{table}: {} rows in the source, {} in the target",
+            want.len(),
+            got.len()
+        )));
+    }
+    for (w, g) in want.iter().zip(&got) {
+        let (w, g) = (w.clone().unwrap(), g.clone().unwrap());
+        if w != g {
+            return Ok(Some(format!(
+                "{table}: source row {w:?} is {g:?} in the target"
+            )));
+        }
+    }
+    if with_checksum {
+        let (a, b) = (
+            checksum(source, db, table).await?,
+            checksum(target, db, table).await?,
+        );
+        if a != b {
+            return Ok(Some(format!(
+                "{table}: CHECKSUM TABLE {a:?} in the source, {b:?} in the target"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Waits until every table of `tables` (name, ORDER BY) is equal in source and target,
+/// failing with the last difference after `timeout`.
+pub async fn wait_equal(
+    source: &mut Conn,
+    target: &mut Conn,
+    db: &str,
+    tables: &[(&str, &str)],
+    with_checksum: bool,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut last = None;
+        for (table, order_by) in tables {
+            if let Some(diff) =
+                difference(source, target, db, table, order_by, with_checksum).await?
+            {
+                last = Some(diff);
+                break;
+            }
+        }
+        match last {
+            None => return Ok(()),
+            Some(diff) if tokio::time::Instant::now() > deadline => {
+                bail!("target still differs from the source after {timeout:?}: {diff}")
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}
