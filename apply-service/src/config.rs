@@ -364,6 +364,35 @@ impl ApplyConfig {
             }
             _ => {}
         }
+        let dead_letter = self.dead_letter_topic();
+        let consumes_dead_letters = match &self.kafka.topic_pattern {
+            Some(pattern) => regex::Regex::new(&format!("^(?:{pattern})$"))
+                .is_ok_and(|re| re.is_match(&dead_letter)),
+            None => self.kafka.topics.contains(&dead_letter),
+        };
+        if consumes_dead_letters {
+            return invalid(
+                "kafka.dead_letter_topic",
+                &format!(
+                    "{dead_letter} is among the topics this apply consumes, so poison records \
+                     would come back forever; choose a dead-letter topic outside them"
+                ),
+            );
+        }
+        for (key, value) in &self.kafka.properties {
+            let incremental = (key == "partition.assignment.strategy"
+                && value.contains("cooperative"))
+                || (key == "group.protocol" && value == "consumer");
+            if incremental {
+                return invalid(
+                    "kafka.properties",
+                    &format!(
+                        "{key} = {value:?} asks for incremental rebalancing, which apply does \
+                         not support yet; leave it at the default (eager: range,roundrobin)"
+                    ),
+                );
+            }
+        }
         if self.batch.max_rows == 0 || self.batch.statement_rows == 0 {
             return invalid("batch", "max_rows and statement_rows must be 1 or more");
         }
@@ -484,5 +513,22 @@ mod tests {
         assert!(error(&mode).contains("upsert"), "{}", error(&mode));
         let unknown = format!("{MINIMAL}\n[apply]\nmodes = \"upsert\"\n");
         assert!(error(&unknown).contains("modes"), "{}", error(&unknown));
+        let loop_back = MINIMAL.replace(
+            "topics = [\"demo.shop.orders\"]",
+            "topic_pattern = 'demo-apply\\..*'",
+        );
+        assert!(
+            error(&loop_back).contains("dead-letter"),
+            "{}",
+            error(&loop_back)
+        );
+        let cooperative = format!(
+            "{MINIMAL}\n[kafka.properties]\n\"partition.assignment.strategy\" = \"cooperative-sticky\"\n"
+        );
+        assert!(
+            error(&cooperative).contains("eager"),
+            "{}",
+            error(&cooperative)
+        );
     }
 }

@@ -12,8 +12,9 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -59,33 +60,38 @@ pub struct ApplyContext {
 impl ClientContext for ApplyContext {}
 
 impl ConsumerContext for ApplyContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let revoked: Vec<PartitionId> = tpl
-                .elements()
-                .iter()
-                .map(|e| (Arc::from(e.topic()), e.partition()))
-                .collect();
-            tracing::info!(partitions = revoked.len(), "partitions revoked");
-            self.stop_workers(Some(&revoked));
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                let assigned: Vec<PartitionId> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (Arc::from(e.topic()), e.partition()))
-                    .collect();
-                tracing::info!(partitions = assigned.len(), "partitions assigned");
-                if let Err(error) = self.assign_at_stored_offsets(consumer, &assigned) {
+    // The whole rebalance is ours: an assignment is made once, with every partition at its
+    // stored offset (so `auto.offset.reset = error` only fires for a real gap), and a
+    // revocation waits for the partitions' batches in flight.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let partitions: Vec<PartitionId> = tpl
+            .elements()
+            .iter()
+            .map(|e| (Arc::from(e.topic()), e.partition()))
+            .collect();
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                tracing::info!(partitions = partitions.len(), "partitions assigned");
+                if let Err(error) = self.assign_at_stored_offsets(consumer, &partitions, tpl) {
                     tracing::error!(%error, "cannot assign partitions at their stored offsets");
                 }
             }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = partitions.len(), "partitions revoked");
+                self.stop_workers(Some(&partitions));
+                if let Err(error) = consumer.unassign() {
+                    tracing::warn!(%error, "unassign failed");
+                }
+            }
+            other => {
+                tracing::warn!(error = ?other, "rebalance error");
+                let _ = consumer.unassign();
+            }
         }
     }
 }
@@ -103,6 +109,7 @@ impl ApplyContext {
         &self,
         consumer: &BaseConsumer<Self>,
         assigned: &[PartitionId],
+        tpl: &mut TopicPartitionList,
     ) -> Result<(), KafkaError> {
         let mut stored = HashMap::new();
         for (topic, partition) in assigned {
@@ -112,7 +119,6 @@ impl ApplyContext {
                 return Ok(()); // cancelled
             }
         }
-        let mut tpl = TopicPartitionList::new();
         for (topic, partition) in assigned {
             let offset = match stored.get(&(topic.clone(), *partition)).copied().flatten() {
                 Some(next) => Offset::Offset(next),
@@ -121,9 +127,9 @@ impl ApplyContext {
                     StartAt::Latest => Offset::End,
                 },
             };
-            tpl.add_partition_offset(topic, *partition, offset)?;
+            tpl.set_partition_offset(topic, *partition, offset)?;
         }
-        consumer.assign(&tpl)?;
+        consumer.assign(tpl)?;
         for (topic, partition) in assigned {
             let previous = stored.get(&(topic.clone(), *partition)).copied().flatten();
             self.start_worker(topic.clone(), *partition, previous);
@@ -238,6 +244,9 @@ pub fn run(
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "2000")
         .set("queued.max.messages.kbytes", "32768")
+        // A stored offset that retention has deleted must stop apply, not skip the gap.
+        .set("auto.offset.reset", "error")
+        .set("partition.assignment.strategy", "range,roundrobin")
         .set(
             "enable.partition.eof",
             if config.apply.transactional {
@@ -312,6 +321,15 @@ pub fn run(
                 for id in ids {
                     dispatch(&consumer, &id, Input::End);
                 }
+            }
+            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                failure.get_or_insert(
+                    "a partition's stored offset is no longer in Kafka (retention deleted the \
+                     records after it, or the topic was recreated): the target has missed those \
+                     changes; re-snapshot the tables, or reset the partition's row in the \
+                     offsets table to accept the gap"
+                        .to_owned(),
+                );
             }
             Some(Err(error)) => tracing::warn!(%error, "Kafka consumer error; librdkafka retries"),
             None => {}
@@ -418,10 +436,19 @@ fn refence(consumer: &BaseConsumer<ApplyContext>, topic: Arc<str>, partition: i3
     };
     let offset = match stored {
         Some(next) => Offset::Offset(next),
-        None => Offset::Beginning,
+        None => match context.shared.config.kafka.start {
+            StartAt::Earliest => Offset::Beginning,
+            StartAt::Latest => Offset::End,
+        },
     };
     if let Err(error) = consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
         tracing::warn!(%error, %topic, partition, "seek after fencing failed");
     }
-    context.start_worker(topic, partition, stored);
+    context.start_worker(topic.clone(), partition, stored);
+    // The old worker's backlog is gone with it: the partition may have been paused for it.
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&topic, partition);
+    if let Err(error) = consumer.resume(&tpl) {
+        tracing::warn!(%error, %topic, partition, "cannot resume partition");
+    }
 }

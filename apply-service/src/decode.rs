@@ -45,12 +45,14 @@ pub fn format_of(record: &OwnedMessage, fallback: FormatFallback) -> Format {
     if !json {
         return Format::Protobuf;
     }
-    // Kafka Connect's JsonConverter writes `schema` before `payload`.
+    // An envelope's first key is `schema` or `payload` (JsonConverter writes `schema` first;
+    // other writers may sort keys); a bare payload starts with `before`, `after` or `op`.
     let start = value
         .iter()
         .position(|b| !b.is_ascii_whitespace() && *b != b'{')
         .unwrap_or(0);
-    if value[start..].starts_with(b"\"schema\"") {
+    let first_key = &value[start..];
+    if first_key.starts_with(b"\"schema\"") || first_key.starts_with(b"\"payload\"") {
         Format::JsonWithSchema
     } else {
         Format::JsonPayload

@@ -81,7 +81,10 @@ enum Exit {
 /// The outcome of one target transaction attempt.
 enum Attempt {
     Transient(TargetError),
+    /// The target refused a record's data: find it and apply the poison policy.
     Permanent(String),
+    /// A permanent error that is no record's fault: stop.
+    Fatal(String),
     Fenced,
 }
 
@@ -181,6 +184,8 @@ impl Worker {
         let max_bytes = self.shared.config.batch.max_bytes;
         let linger = self.shared.config.linger();
         let mut batch: Vec<OwnedMessage> = Vec::new();
+        // Transactional mode: each record's source transaction, read once.
+        let mut transactions: Vec<Option<String>> = Vec::new();
         let mut bytes = 0usize;
         let mut ended = false;
         let mut deadline: Option<Instant> = None;
@@ -189,14 +194,24 @@ impl Worker {
                 return None;
             }
             let full = batch.len() >= max_rows || bytes >= max_bytes;
-            let next = match self.pending.pop_front() {
-                Some(input) => Some(input),
-                None if full && !self.transactional() => None,
-                None => self.input.try_recv().ok(),
+            // A full batch takes no more, except in transactional mode while no transaction
+            // in it is complete yet.
+            let take_more =
+                !full || (self.transactional() && complete_prefix(&transactions, ended) == 0);
+            let next = if take_more {
+                match self.pending.pop_front() {
+                    Some(input) => Some(input),
+                    None => self.input.try_recv().ok(),
+                }
+            } else {
+                None
             };
             match next {
                 Some(Input::Record(record)) => {
                     bytes += record.payload().map_or(0, <[u8]>::len);
+                    if self.transactional() {
+                        transactions.push(transaction_of(&record, self.shared.config.kafka.format));
+                    }
                     batch.push(record);
                     ended = false;
                     deadline.get_or_insert_with(|| Instant::now() + linger);
@@ -210,7 +225,7 @@ impl Worker {
             }
             // Nothing waiting (or the batch is full).
             let complete = if self.transactional() {
-                complete_prefix(&batch, ended)
+                complete_prefix(&transactions, ended)
             } else {
                 batch.len()
             };
@@ -500,6 +515,15 @@ impl Worker {
                     self.conn = None;
                     self.retry_wait(&e.to_string(), &mut delay).await?;
                 }
+                Err(Attempt::Fatal(reason)) => {
+                    // A table or column may have changed under us: forget what we know.
+                    self.tables.clear();
+                    self.columns.clear();
+                    return Err(Exit::Fatal(format!(
+                        "{}/{}: {reason}",
+                        self.topic, self.partition
+                    )));
+                }
                 Err(Attempt::Permanent(reason)) => {
                     if records.len() == 1 {
                         return self.poison(&records[0], &reason).await;
@@ -650,7 +674,9 @@ impl Worker {
                     self.conn = None;
                     self.retry_wait(&e.to_string(), &mut delay).await?;
                 }
-                Err(Attempt::Permanent(reason)) => return Err(Exit::Fatal(reason)),
+                Err(Attempt::Permanent(reason) | Attempt::Fatal(reason)) => {
+                    return Err(Exit::Fatal(reason));
+                }
             }
         }
     }
@@ -659,8 +685,10 @@ impl Worker {
 fn classify(error: TargetError) -> Attempt {
     if error.is_transient() {
         Attempt::Transient(error)
-    } else {
+    } else if error.is_record_fault() {
         Attempt::Permanent(error.to_string())
+    } else {
+        Attempt::Fatal(error.to_string())
     }
 }
 
@@ -700,16 +728,15 @@ fn payload_schema(table: &TargetTable) -> TableSchema {
 /// How many leading records of `batch` form complete source transactions: a transaction is
 /// complete when a record of another transaction follows it, or when the consumer reached the
 /// end of the partition after it (`ended`).
-fn complete_prefix(batch: &[OwnedMessage], ended: bool) -> usize {
-    if ended || batch.is_empty() {
-        return batch.len();
+fn complete_prefix(transactions: &[Option<String>], ended: bool) -> usize {
+    let Some(last) = transactions.last() else {
+        return 0;
+    };
+    if ended || last.is_none() {
+        return transactions.len();
     }
-    let last = transaction_of(&batch[batch.len() - 1]);
-    if last.is_none() {
-        return batch.len();
-    }
-    let mut cut = batch.len();
-    while cut > 0 && transaction_of(&batch[cut - 1]) == last {
+    let mut cut = transactions.len();
+    while cut > 0 && transactions[cut - 1] == *last {
         cut -= 1;
     }
     cut
@@ -717,7 +744,10 @@ fn complete_prefix(batch: &[OwnedMessage], ended: bool) -> usize {
 
 /// The source transaction a record belongs to: the GTID header rowferry writes, else the
 /// record's `transaction.id`; `None` for records outside a transaction (snapshot reads).
-fn transaction_of(record: &OwnedMessage) -> Option<String> {
+fn transaction_of(
+    record: &OwnedMessage,
+    fallback: crate::config::FormatFallback,
+) -> Option<String> {
     if let Some(headers) = record.headers()
         && let Some(gtid) = headers
             .iter()
@@ -726,7 +756,7 @@ fn transaction_of(record: &OwnedMessage) -> Option<String> {
     {
         return Some(String::from_utf8_lossy(gtid).into_owned());
     }
-    let format = decode::format_of(record, crate::config::FormatFallback::Auto);
+    let format = decode::format_of(record, fallback);
     match format {
         Format::Protobuf | Format::JsonWithSchema => decode::decode_typed(record, format)
             .ok()

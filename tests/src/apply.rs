@@ -55,6 +55,9 @@ pub struct InProcess {
     /// Status updates.
     pub status: StatusReceiver,
     handle: JoinHandle<Result<(), ApplyError>>,
+    // A test that fails early drops the pipeline: stop it, or the runtime would wait forever
+    // for its consumer thread.
+    _stop_on_drop: tokio_util::sync::DropGuard,
 }
 
 impl InProcess {
@@ -71,6 +74,7 @@ impl InProcess {
         let (tx, rx) = status::channel();
         let handle = tokio::spawn(pipeline::run(config, tx, cancel.clone()));
         Self {
+            _stop_on_drop: cancel.clone().drop_guard(),
             cancel,
             status: rx,
             handle,
@@ -269,5 +273,127 @@ pub async fn wait_equal(
             }
             Some(_) => tokio::time::sleep(Duration::from_millis(300)).await,
         }
+    }
+}
+
+/// The counting table of crash and rebalance tests, as created on the source.
+pub const COUNTERS: &str = "counters (id BIGINT PRIMARY KEY, n INT NOT NULL, \
+                            u VARCHAR(40) NOT NULL, pad VARCHAR(100), UNIQUE KEY (u))";
+
+/// Creates `db.counters` on the target with an extra column `applied` that triggers
+/// increment on every insert and update reaching it. The source counts its own changes of a
+/// row in `n` (0 at insert, +1 per update), so a row applied exactly once ends with
+/// `applied = n + 1`. The second UNIQUE key keeps apply from coalescing changes.
+pub async fn create_counting_target(stack: &Stack, db: &str) -> Result<Conn> {
+    let mut target = target_conn(stack).await?;
+    target.query_drop(format!("CREATE DATABASE `{db}`")).await?;
+    target
+        .query_drop(format!(
+            "CREATE TABLE `{db}`.counters (id BIGINT PRIMARY KEY, n INT NOT NULL, \
+             u VARCHAR(40) NOT NULL, pad VARCHAR(100), applied INT NOT NULL DEFAULT 0, \
+             UNIQUE KEY (u))"
+        ))
+        .await?;
+    target
+        .query_drop(format!(
+            "CREATE TRIGGER `{db}`.count_insert BEFORE INSERT ON `{db}`.counters FOR EACH ROW \
+             SET NEW.applied = 1"
+        ))
+        .await?;
+    target
+        .query_drop(format!(
+            "CREATE TRIGGER `{db}`.count_update BEFORE UPDATE ON `{db}`.counters FOR EACH ROW \
+             SET NEW.applied = OLD.applied + 1"
+        ))
+        .await?;
+    Ok(target)
+}
+
+/// Writes transactions of a few inserts, updates of random earlier rows and the odd delete
+/// into `db.counters` until `stop`; returns how many transactions it wrote.
+pub async fn counters_load(
+    stack: Stack,
+    db: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seed: u64,
+) -> Result<u64> {
+    let mut conn = Conn::new(stack.source_admin_opts()?).await?;
+    conn.query_drop(format!("USE `{db}`")).await?;
+    let mut rng = crate::Lcg(seed);
+    let mut next_id = 1u64;
+    let mut transactions = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut statements = vec!["BEGIN".to_owned()];
+        let inserts = 1 + rng.next(20);
+        let values: Vec<String> = (next_id..next_id + inserts)
+            .map(|id| format!("({id}, 0, 'u{id}', 'row {id}')"))
+            .collect();
+        statements.push(format!("INSERT INTO counters VALUES {}", values.join(",")));
+        next_id += inserts;
+        for _ in 0..rng.next(20) {
+            let id = 1 + rng.next(next_id - 1);
+            statements.push(format!(
+                "UPDATE counters SET n = n + 1, pad = CONCAT('updated ', n + 1) WHERE id = {id}"
+            ));
+        }
+        if rng.next(5) == 0 {
+            let id = 1 + rng.next(next_id - 1);
+            statements.push(format!("DELETE FROM counters WHERE id = {id}"));
+        }
+        statements.push("COMMIT".to_owned());
+        conn.query_drop(statements.join(";")).await?;
+        transactions += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(transactions)
+}
+
+/// Waits until `db.counters` in the target equals the source (id, n, u, pad) and checks that
+/// every row was applied exactly once (`applied = n + 1`). `alive` is asked between polls
+/// and fails the wait early (e.g. when an apply process exited). Returns the row count.
+pub async fn wait_counted(
+    source: &mut Conn,
+    target: &mut Conn,
+    db: &str,
+    timeout: Duration,
+    mut alive: impl FnMut() -> Result<()>,
+) -> Result<usize> {
+    type SourceRow = (u64, u32, String, Option<String>);
+    type TargetRow = (u64, u32, String, Option<String>, u32);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let want: Vec<SourceRow> = source
+        .query(format!(
+            "SELECT id, n, u, pad FROM `{db}`.counters ORDER BY id"
+        ))
+        .await?;
+    loop {
+        let got: Vec<TargetRow> = target
+            .query(format!(
+                "SELECT id, n, u, pad, applied FROM `{db}`.counters ORDER BY id"
+            ))
+            .await?;
+        let same = got.len() == want.len()
+            && got
+                .iter()
+                .zip(&want)
+                .all(|(g, w)| (g.0, g.1, &g.2, &g.3) == (w.0, w.1, &w.2, &w.3));
+        if same {
+            let wrong: Vec<&TargetRow> = got.iter().filter(|g| g.4 != g.1 + 1).take(5).collect();
+            if !wrong.is_empty() {
+                bail!(
+                    "changes applied a wrong number of times (id, n, u, pad, applied): {wrong:?}"
+                );
+            }
+            return Ok(got.len());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "target differs from the source after {timeout:?}: {} rows vs {}",
+                got.len(),
+                want.len()
+            );
+        }
+        alive()?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

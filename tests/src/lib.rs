@@ -90,6 +90,22 @@ pub fn unique_server_id() -> u32 {
     1_000_000 + pid * 100 + n % 100
 }
 
+/// A small deterministic generator (seeded from the clock) for kill delays, batch sizes and
+/// row choices in crash and load tests.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// A number below `below` (0 when `below` is 0).
+    pub fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below.max(1)
+    }
+}
+
 pub mod apply;
 pub mod capture;
+pub mod debezium;
 pub mod kafka;

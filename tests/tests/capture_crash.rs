@@ -17,20 +17,7 @@ use rowferry_tests::capture::{
     create_database,
 };
 use rowferry_tests::kafka::read_committed;
-use rowferry_tests::{Stack, unique_name, unique_server_id};
-
-/// A small deterministic generator (seeded from the clock) for kill delays and batch sizes.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % below.max(1)
-    }
-}
+use rowferry_tests::{Lcg, Stack, unique_name, unique_server_id};
 
 async fn insert_range(conn: &mut Conn, db: &str, from: u64, to: u64) -> Result<()> {
     let values: Vec<String> = (from..to).map(|i| format!("({i},'r{i}')")).collect();

@@ -44,6 +44,37 @@ impl TargetError {
         }
     }
 
+    /// Whether the target refused the data of a record (a constraint, a value that does not
+    /// fit its column): the poison policy applies. Other permanent errors (a privilege
+    /// revoked, a table or column dropped) are not the record's fault and stop apply under
+    /// either policy, so they never drain a stream into the dead-letter topic.
+    pub fn is_record_fault(&self) -> bool {
+        matches!(
+            self.server_code(),
+            // duplicate key, FK parent missing / child exists, NULL into NOT NULL, no default,
+            // data too long, out of range, truncated, incorrect value / datetime, CHECK
+            // (MariaDB, MySQL), invalid JSON (MySQL), bad geometry, numeric out of range
+            Some(
+                1062 | 1451
+                    | 1452
+                    | 1048
+                    | 1364
+                    | 1406
+                    | 1264
+                    | 1265
+                    | 1366
+                    | 1367
+                    | 1292
+                    | 4025
+                    | 3819
+                    | 3140
+                    | 1416
+                    | 1690
+                    | 1411
+            )
+        )
+    }
+
     /// The server error code, if the server refused the statement.
     pub fn server_code(&self) -> Option<u16> {
         match self {

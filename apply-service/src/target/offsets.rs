@@ -118,13 +118,16 @@ impl OffsetsTable {
             None => sql.push_str("NULL"),
         };
         let ts = source_ts_ms.map_or_else(|| "NULL".to_owned(), |t| t.to_string());
+        // A batch of tombstones only keeps the last known source position.
         match previous {
             Some(previous) => {
                 sql.push_str(&format!(
-                    "UPDATE {} SET next_offset = {next}, source_ts_ms = {ts}, source_position = ",
+                    "UPDATE {} SET next_offset = {next}, \
+                     source_ts_ms = COALESCE({ts}, source_ts_ms), source_position = COALESCE(",
                     self.quoted()
                 ));
                 position(&mut sql);
+                sql.push_str(", source_position)");
                 sql.push_str(" WHERE consumer_group = ");
                 push_string(&mut sql, &self.group);
                 sql.push_str(" AND topic = ");

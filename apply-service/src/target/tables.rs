@@ -194,10 +194,8 @@ pub fn missing_columns<'a>(
 /// The SQL type a new column gets: the record's own SQL type when it says one (protobuf
 /// records, Debezium's propagated source types), else the widest type of its kind.
 pub fn column_ddl_type(column: &DecodedColumn, in_key: bool) -> String {
-    if let Some(sql) = &column.sql_type
-        && ColumnType::from_sql(sql).is_some()
-    {
-        return sql.clone();
+    if let Some(column_type) = column.sql_type.as_deref().and_then(exact_type) {
+        return column_type.to_string();
     }
     match column.kind {
         ColumnKind::Integer => "bigint",
@@ -221,6 +219,29 @@ pub fn column_ddl_type(column: &DecodedColumn, in_key: bool) -> String {
         ColumnKind::Vector => "varbinary(65532)",
     }
     .to_owned()
+}
+
+/// The record's SQL type when it is complete: parsed (and printed back, so nothing but a
+/// type reaches the DDL), and with its length, precision or members when the type needs them
+/// (Debezium's propagated `__debezium.source.column.type` is a bare name like `DECIMAL`).
+fn exact_type(sql: &str) -> Option<ColumnType> {
+    let column_type = ColumnType::from_sql(sql)?;
+    let needs_arguments = matches!(
+        column_type,
+        ColumnType::Decimal { .. }
+            | ColumnType::Char { .. }
+            | ColumnType::VarChar { .. }
+            | ColumnType::Binary { .. }
+            | ColumnType::VarBinary { .. }
+            | ColumnType::Enum { .. }
+            | ColumnType::Set { .. }
+            | ColumnType::Bit { .. }
+            | ColumnType::Time { .. }
+            | ColumnType::DateTime { .. }
+            | ColumnType::Timestamp { .. }
+            | ColumnType::Vector { .. }
+    );
+    (!needs_arguments || sql.contains('(')).then_some(column_type)
 }
 
 fn column_ddl(column: &DecodedColumn, in_key: bool) -> String {
