@@ -7,7 +7,7 @@ CARGO ?= cargo
 # Runs a command with the local stack's connection settings in its environment.
 WITH_STACK_ENV = eval "$$($(STACK) env)" &&
 
-.PHONY: help stack-up stack-down stack-status stack-reset stack-logs build lint test demo bench soak-capture
+.PHONY: help stack-up stack-down stack-status stack-reset stack-logs build lint test demo demo-watch bench soak-capture soak-apply
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -37,9 +37,13 @@ lint: ## formatting and clippy, warnings are errors
 test: stack-up lint ## bring the stack up if needed, then run every test
 	$(WITH_STACK_ENV) $(CARGO) test --workspace --all-targets --locked --no-fail-fast
 
-demo: ## replicate a demo schema end to end (arrives with the services)
-	@echo "make demo needs rowferry-capture and rowferry-apply, which are not built yet (issues #3 and #4)" >&2
-	@exit 2
+demo: stack-up ## replicate a demo schema end to end, print counts and checksums of both sides
+	$(CARGO) build --locked -p rowferry-capture -p rowferry-apply
+	deploy/local/demo
+
+demo-watch: stack-up ## like demo, but leave capture and apply running (Ctrl-C stops them)
+	$(CARGO) build --locked -p rowferry-capture -p rowferry-apply
+	deploy/local/demo --keep
 
 bench: stack-up ## capture catch-up benchmark: 1M row changes, events/s, MB/s, peak RSS
 	$(CARGO) build --release --locked -p rowferry-capture -p rowferry-tests --bin rowferry-capture --bin bench-capture
