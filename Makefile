@@ -45,14 +45,23 @@ demo-watch: stack-up ## like demo, but leave capture and apply running (Ctrl-C s
 	$(CARGO) build --locked -p rowferry-capture -p rowferry-apply
 	deploy/local/demo --keep
 
-bench: stack-up ## capture catch-up benchmark: 1M row changes, events/s, MB/s, peak RSS
-	$(CARGO) build --release --locked -p rowferry-capture -p rowferry-tests --bin rowferry-capture --bin bench-capture
+bench: stack-up ## capture and apply benchmarks: 1M row changes, throughput, peak RSS, latency
+	$(CARGO) build --release --locked -p rowferry-capture -p rowferry-apply -p rowferry-tests --bin rowferry-capture --bin rowferry-apply --bin bench-capture --bin bench-apply
 	@echo "| format | row changes | catch-up | throughput | record bytes/s | bytes/record | peak RSS | capture CPU |"
 	@echo "|---|---|---|---|---|---|---|---|"
 	$(WITH_STACK_ENV) for run in debezium-json:true debezium-json:false protobuf:true; do \
 	  ROWFERRY_BENCH_FORMAT=$${run%%:*} ROWFERRY_BENCH_SCHEMAS=$${run##*:} \
 	    $${CARGO_TARGET_DIR:-target}/release/bench-capture || exit 1; \
 	done
+	@echo "| format | row changes | partitions | apply catch-up | apply throughput | target ceiling | of ceiling | apply peak RSS | apply CPU | latency p50 | latency p99 |"
+	@echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	$(WITH_STACK_ENV) for format in protobuf debezium-json; do \
+	  ROWFERRY_BENCH_FORMAT=$$format $${CARGO_TARGET_DIR:-target}/release/bench-apply || exit 1; \
+	done
 
 soak-capture: stack-up ## the capture crash test with 200 kill -9 instead of 20
 	$(WITH_STACK_ENV) ROWFERRY_CRASH_KILLS=200 $(CARGO) test --locked -p rowferry-tests --test capture_crash -- --nocapture
+
+soak-apply: stack-up ## the apply crash test with 200 kill -9 instead of 20
+	$(CARGO) build --locked -p rowferry-apply
+	$(WITH_STACK_ENV) ROWFERRY_APPLY_CRASH_KILLS=200 $(CARGO) test --locked -p rowferry-tests --test apply_crash -- --nocapture

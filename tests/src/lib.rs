@@ -106,6 +106,7 @@ impl Lcg {
 }
 
 pub mod apply;
+pub mod bench;
 pub mod capture;
 pub mod debezium;
 pub mod kafka;

@@ -12,41 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
+use rowferry_tests::bench::{ORDERS, cpu_seconds, fill_orders, peak_rss_kib, release_binary};
 use rowferry_tests::capture::{binlog_end, capture_toml};
 use rowferry_tests::kafka::read_committed;
 use rowferry_tests::{Stack, unique_name, unique_server_id};
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-/// User + system CPU seconds the process has used (from /proc/<pid>/stat, 100 ticks/s).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
-fn release_binary() -> Result<std::path::PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("no parent")?;
-    let binary = dir.join("rowferry-capture");
-    if !binary.exists() {
-        bail!(
-            "{} is missing: cargo build --release -p rowferry-capture",
-            binary.display()
-        );
-    }
-    Ok(binary)
-}
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -59,51 +28,17 @@ async fn main() -> Result<()> {
     let schemas = std::env::var("ROWFERRY_BENCH_SCHEMAS")
         .map(|v| v != "false")
         .unwrap_or(true);
-    let binary = release_binary()?;
+    let binary = release_binary("rowferry-capture")?;
     let db = unique_name("bench");
     let name = unique_name("bench");
     let mut admin = Conn::new(stack.source_admin_opts()?).await?;
     admin.query_drop(format!("CREATE DATABASE `{db}`")).await?;
     admin
-        .query_drop(format!(
-            "CREATE TABLE `{db}`.orders (
-                id BIGINT UNSIGNED PRIMARY KEY,
-                customer INT NOT NULL,
-                amount DECIMAL(12,2) NOT NULL,
-                ratio DOUBLE,
-                status ENUM('new','paid','shipped') NOT NULL,
-                note VARCHAR(40),
-                created DATETIME(6) NOT NULL,
-                updated TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
-            )"
-        ))
+        .query_drop(format!("CREATE TABLE `{db}`.{ORDERS}"))
         .await?;
     let start = binlog_end(&mut admin).await?;
     let fill = Instant::now();
-    let per_statement = 10_000u64;
-    let mut done = 0u64;
-    while done < rows {
-        let n = per_statement.min(rows - done);
-        // Inserts (80 %), then updates of half of them (20 % of the changes).
-        let inserts = n * 4 / 5;
-        admin
-            .query_drop(format!(
-                "INSERT INTO `{db}`.orders (id, customer, amount, ratio, status, note, created)
-                 SELECT {done} + seq, seq % 5000, (seq % 100000) / 100, seq / 7,
-                        ELT(1 + seq % 3, 'new', 'paid', 'shipped'), CONCAT('order ', seq),
-                        TIMESTAMP('2026-01-01') + INTERVAL seq SECOND
-                 FROM `{db}`.seq_1_to_{inserts}"
-            ))
-            .await?;
-        admin
-            .query_drop(format!(
-                "UPDATE `{db}`.orders SET status = 'paid', amount = amount + 1
-                 WHERE id > {done} AND id <= {done} + {}",
-                n - inserts
-            ))
-            .await?;
-        done += n;
-    }
+    fill_orders(&mut admin, &db, rows).await?;
     let end = binlog_end(&mut admin).await?;
     eprintln!(
         "bench: {rows} row changes written in {:.1} s ({start} .. {end})",

@@ -1,0 +1,83 @@
+//! What the benchmarks (`make bench`) share: the mixed-type table and its 1M-change fill,
+//! process figures from /proc, and the release binaries.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+/// The benchmark table (after `CREATE TABLE db.`).
+pub const ORDERS: &str = "orders (
+    id BIGINT UNSIGNED PRIMARY KEY,
+    customer INT NOT NULL,
+    amount DECIMAL(12,2) NOT NULL,
+    ratio DOUBLE,
+    status ENUM('new','paid','shipped') NOT NULL,
+    note VARCHAR(40),
+    created DATETIME(6) NOT NULL,
+    updated TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+)";
+
+/// Writes `rows` row changes into `db.orders`: per 10,000, 8,000 inserts then updates of
+/// 2,000 of them (before and after images).
+pub async fn fill_orders(admin: &mut Conn, db: &str, rows: u64) -> Result<()> {
+    let per_statement = 10_000u64;
+    let mut done = 0u64;
+    while done < rows {
+        let n = per_statement.min(rows - done);
+        let inserts = n * 4 / 5;
+        admin
+            .query_drop(format!(
+                "INSERT INTO `{db}`.orders (id, customer, amount, ratio, status, note, created)
+                 SELECT {done} + seq, seq % 5000, (seq % 100000) / 100, seq / 7,
+                        ELT(1 + seq % 3, 'new', 'paid', 'shipped'), CONCAT('order ', seq),
+                        TIMESTAMP('2026-01-01') + INTERVAL seq SECOND
+                 FROM `{db}`.seq_1_to_{inserts}"
+            ))
+            .await?;
+        admin
+            .query_drop(format!(
+                "UPDATE `{db}`.orders SET status = 'paid', amount = amount + 1
+                 WHERE id > {done} AND id <= {done} + {}",
+                n - inserts
+            ))
+            .await?;
+        done += n;
+    }
+    Ok(())
+}
+
+/// The process's peak resident set (VmHWM), KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// User + system CPU seconds the process has used (from /proc/<pid>/stat, 100 ticks/s).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// A release binary next to the running benchmark.
+pub fn release_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("no parent")?;
+    let binary = dir.join(name);
+    if !binary.exists() {
+        bail!(
+            "{} is missing: cargo build --release -p {name}",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
