@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rowferry_shared::config::{PasswordError, Secret};
+use rowferry_shared::config::{ConnectionUrl, PasswordError, Secret};
 use serde::Deserialize;
 
 /// Prefix of environment variables that override configuration keys.
@@ -117,7 +117,7 @@ fn default_format() -> FormatFallback {
 pub struct TargetConfig {
     /// `mysql://user@host:port` of an account that may write the target tables (and create
     /// or alter them with `create_tables`/`evolve`, and create the offsets table).
-    pub url: String,
+    pub url: ConnectionUrl,
     /// The password, if not in the URL.
     #[serde(default)]
     pub password: Option<Secret>,
@@ -261,10 +261,10 @@ pub struct BatchConfig {
 }
 
 fn default_max_rows() -> usize {
-    10_000
+    5_000
 }
 fn default_max_bytes() -> usize {
-    16 << 20
+    4 << 20
 }
 fn default_linger_ms() -> u64 {
     5
@@ -460,6 +460,20 @@ mod tests {
         assert_eq!(config.kafka.format, FormatFallback::Auto);
         assert_eq!(config.dead_letter_topic(), "demo-apply.dead-letter");
         assert!(!config.target.foreign_key_checks);
+        Ok(())
+    }
+
+    #[test]
+    fn the_example_configuration_is_valid() -> anyhow::Result<()> {
+        let example = include_str!("../apply.example.toml").replace(
+            "password_env = \"ROWFERRY_TARGET_PASSWORD\"",
+            "password = \"x\"",
+        );
+        let config = ApplyConfig::from_toml(&example)?;
+        assert_eq!(
+            config.kafka.topic_pattern.as_deref(),
+            Some("demo\\.shop\\..*")
+        );
         Ok(())
     }
 

@@ -19,12 +19,13 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::StartAt;
+use crate::config::{PoisonPolicy, StartAt};
+use crate::record::{Keep, Record};
 use crate::status::{State, partition_key};
 use crate::worker::{Input, Report, Shared, Worker};
 
 /// Records a worker may have waiting before its partition is paused.
-const WORKER_QUEUE: usize = 4096;
+const WORKER_QUEUE: usize = 2048;
 /// How long a revocation waits for a worker's batch in flight.
 const REVOKE_WAIT: Duration = Duration::from_secs(30);
 
@@ -243,7 +244,13 @@ pub fn run(
         .set("auto.commit.interval.ms", "1000")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "2000")
-        .set("queued.max.messages.kbytes", "32768")
+        .set("queued.max.messages.kbytes", "16384")
+        // read_committed fetches wait for the transaction marker: answer quickly so that a
+        // committed transaction reaches the target within milliseconds.
+        .set("fetch.wait.max.ms", "10")
+        // When the local queue is full librdkafka backs off fetching, by default for a whole
+        // second: far longer than a batch takes to apply.
+        .set("fetch.queue.backoff.ms", "10")
         // A stored offset that retention has deleted must stop apply, not skip the gap.
         .set("auto.offset.reset", "error")
         .set("partition.assignment.strategy", "range,roundrobin")
@@ -277,6 +284,11 @@ pub fn run(
     });
     tracing::info!(group = config.group_id(), topics = ?topics, "consuming");
     let mut failure = None;
+    let mut topic_names: HashMap<String, Arc<str>> = HashMap::new();
+    let keep = Keep {
+        gtid: config.apply.transactional,
+        headers: config.apply.poison_policy == PoisonPolicy::DeadLetter,
+    };
     while !cancel.is_cancelled() {
         while let Ok(report) = reports.try_recv() {
             match report {
@@ -306,8 +318,16 @@ pub fn run(
         drain_backlogs(&consumer);
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
-                let record = message.detach();
-                let id: PartitionId = (Arc::from(record.topic()), record.partition());
+                let topic = match topic_names.get(message.topic()) {
+                    Some(topic) => topic.clone(),
+                    None => {
+                        let topic: Arc<str> = Arc::from(message.topic());
+                        topic_names.insert(message.topic().to_owned(), topic.clone());
+                        topic
+                    }
+                };
+                let record = Record::from_message(&message, topic, keep);
+                let id: PartitionId = (record.topic.clone(), record.partition);
                 dispatch(&consumer, &id, Input::Record(record));
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {

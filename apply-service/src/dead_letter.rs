@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::Message;
-use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+
+use crate::record::Record;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// Sends poison records to one topic.
@@ -49,11 +50,11 @@ impl DeadLetter {
     /// `rowferry.dlq.{reason,topic,partition,offset,apply}`; returns once the broker has it.
     pub async fn send(
         &self,
-        record: &OwnedMessage,
+        record: &Record,
         reason: &str,
     ) -> Result<(), rdkafka::error::KafkaError> {
         let mut headers = OwnedHeaders::new();
-        if let Some(original) = record.headers() {
+        if let Some(original) = &record.headers {
             for header in original.iter() {
                 headers = headers.insert(Header {
                     key: header.key,
@@ -61,11 +62,11 @@ impl DeadLetter {
                 });
             }
         }
-        let partition = record.partition().to_string();
-        let offset = record.offset().to_string();
+        let partition = record.partition.to_string();
+        let offset = record.offset.to_string();
         for (key, value) in [
             ("rowferry.dlq.reason", reason),
-            ("rowferry.dlq.topic", record.topic()),
+            ("rowferry.dlq.topic", &*record.topic),
             ("rowferry.dlq.partition", partition.as_str()),
             ("rowferry.dlq.offset", offset.as_str()),
             ("rowferry.dlq.apply", self.apply_name.as_str()),
@@ -79,7 +80,7 @@ impl DeadLetter {
         if let Some(key) = record.key() {
             out = out.key(key);
         }
-        if let Some(value) = record.payload() {
+        if let Some(value) = record.value.as_deref() {
             out = out.payload(value);
         }
         self.producer

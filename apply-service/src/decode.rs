@@ -1,16 +1,15 @@
 //! Kafka records into decoded changes: the value format from the `content-type` header (or
 //! the configured fallback), Debezium JSON with or without its schema, protobuf.
 
-use rdkafka::Message;
-use rdkafka::message::{Headers, OwnedMessage};
 use rowferry_shared::codec::{
-    DecodeError, DecodedChange, decode_debezium_json, decode_debezium_payload,
+    DebeziumJsonDecoder, DecodeError, DecodedChange, decode_debezium_payload,
     decode_protobuf_change,
 };
 use rowferry_shared::event::{TableId, TableSchema};
 use serde::Deserialize;
 
 use crate::config::FormatFallback;
+use crate::record::{ContentType, Record};
 
 /// How a record's value is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,19 +23,12 @@ pub enum Format {
 }
 
 /// The record's value format.
-pub fn format_of(record: &OwnedMessage, fallback: FormatFallback) -> Format {
-    let value = record.payload().unwrap_or_default();
-    let declared = record.headers().and_then(|headers| {
-        headers
-            .iter()
-            .find(|h| h.key.eq_ignore_ascii_case("content-type"))
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).to_ascii_lowercase())
-    });
-    let json = match declared.as_deref() {
-        Some(ct) if ct.starts_with("application/x-protobuf") => false,
-        Some(ct) if ct.starts_with("application/json") => true,
-        _ => match fallback {
+pub fn format_of(record: &Record, fallback: FormatFallback) -> Format {
+    let value = record.payload();
+    let json = match record.content_type {
+        ContentType::Protobuf => false,
+        ContentType::Json => true,
+        ContentType::Unknown => match fallback {
             FormatFallback::DebeziumJson => true,
             FormatFallback::Protobuf => false,
             FormatFallback::Auto => value.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'),
@@ -60,23 +52,25 @@ pub fn format_of(record: &OwnedMessage, fallback: FormatFallback) -> Format {
 }
 
 /// Decodes a record whose format carries its own types.
-pub fn decode_typed(record: &OwnedMessage, format: Format) -> Result<DecodedChange, DecodeError> {
-    let value = record.payload().unwrap_or_default();
+/// `json` remembers the columns of each Connect schema it has read.
+pub fn decode_typed(
+    record: &Record,
+    format: Format,
+    json: &mut DebeziumJsonDecoder,
+) -> Result<DecodedChange, DecodeError> {
+    let value = record.payload();
     if value.is_empty() {
         return Err(DecodeError::Tombstone);
     }
     match format {
         Format::Protobuf => decode_protobuf_change(record.key(), value),
-        Format::JsonWithSchema | Format::JsonPayload => decode_debezium_json(record.key(), value),
+        Format::JsonWithSchema | Format::JsonPayload => json.decode(record.key(), value),
     }
 }
 
 /// Decodes a schemaless Debezium JSON record with its table's definition.
-pub fn decode_payload(
-    record: &OwnedMessage,
-    table: &TableSchema,
-) -> Result<DecodedChange, DecodeError> {
-    decode_debezium_payload(record.key(), record.payload().unwrap_or_default(), table)
+pub fn decode_payload(record: &Record, table: &TableSchema) -> Result<DecodedChange, DecodeError> {
+    decode_debezium_payload(record.key(), record.payload(), table)
 }
 
 #[derive(Deserialize)]
@@ -91,8 +85,8 @@ struct PeekSource {
 }
 
 /// The source table a schemaless record belongs to (`source.db`, `source.table`).
-pub fn peek_table(record: &OwnedMessage) -> Result<TableId, DecodeError> {
-    let value = record.payload().unwrap_or_default();
+pub fn peek_table(record: &Record) -> Result<TableId, DecodeError> {
+    let value = record.payload();
     if value.is_empty() {
         return Err(DecodeError::Tombstone);
     }
@@ -113,8 +107,8 @@ struct PeekTransactionId {
 }
 
 /// The `transaction.id` of a schemaless record, if it has one.
-pub fn peek_transaction(record: &OwnedMessage) -> Option<String> {
-    let value = record.payload().unwrap_or_default();
+pub fn peek_transaction(record: &Record) -> Option<String> {
+    let value = record.payload();
     serde_json::from_slice::<PeekTransaction>(value)
         .ok()
         .and_then(|p| p.transaction)

@@ -428,3 +428,204 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rowferry_shared::event::{ColumnSchema, ColumnType, RowKey, TableId, TableSchema};
+
+    fn table(key: RowKey, other_unique_keys: bool) -> TargetTable {
+        let column = |name: &str, column_type| ColumnSchema {
+            name: name.into(),
+            column_type,
+            nullable: true,
+            charset: None,
+        };
+        TargetTable::new(
+            TableSchema {
+                id: TableId::new("db", "t"),
+                columns: vec![
+                    column("id", ColumnType::Int { unsigned: false }),
+                    column("v", ColumnType::VarChar { length: 10 }),
+                ],
+                key,
+            },
+            other_unique_keys,
+        )
+    }
+
+    fn row(id: i64, v: &str) -> Row {
+        vec![Value::Int(id), Value::Text(v.into())]
+    }
+
+    fn changes(list: Vec<RowChange>) -> Vec<Change> {
+        let columns: Arc<[usize]> = Arc::from(vec![0, 1]);
+        list.into_iter()
+            .map(|change| Change {
+                columns: columns.clone(),
+                change,
+            })
+            .collect()
+    }
+
+    fn plan(
+        table: &TargetTable,
+        mode: WriteMode,
+        deletes: DeleteMode,
+        list: Vec<RowChange>,
+    ) -> Vec<String> {
+        Planner::new(table, mode, deletes, 1000)
+            .plan(&changes(list))
+            .unwrap_or_else(|e| vec![format!("error: {e}")])
+    }
+
+    #[test]
+    fn upserts_coalesce_per_key_when_no_other_unique_key_exists() {
+        let t = table(RowKey::Primary(vec![0]), false);
+        let statements = plan(
+            &t,
+            WriteMode::Upsert,
+            DeleteMode::Apply,
+            vec![
+                RowChange::Insert { after: row(1, "a") },
+                RowChange::Update {
+                    before: row(1, "a"),
+                    after: row(1, "b"),
+                },
+                RowChange::Insert { after: row(2, "x") },
+                RowChange::Delete {
+                    before: row(2, "x"),
+                },
+                RowChange::Insert {
+                    after: row(3, "it's"),
+                },
+            ],
+        );
+        assert_eq!(
+            statements,
+            vec![
+                "DELETE FROM `db`.`t` WHERE `id` IN (2)".to_owned(),
+                "INSERT INTO `db`.`t` (`id`,`v`) VALUES (1,'b'),(3,'it''s') \
+                 ON DUPLICATE KEY UPDATE `v`=VALUES(`v`)"
+                    .to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn other_unique_keys_keep_every_change_in_order() {
+        let t = table(RowKey::Primary(vec![0]), true);
+        let statements = plan(
+            &t,
+            WriteMode::Upsert,
+            DeleteMode::Apply,
+            vec![
+                RowChange::Update {
+                    before: row(1, "a"),
+                    after: row(1, "tmp"),
+                },
+                RowChange::Update {
+                    before: row(2, "b"),
+                    after: row(2, "a"),
+                },
+                RowChange::Update {
+                    before: row(1, "tmp"),
+                    after: row(1, "b"),
+                },
+                RowChange::Delete {
+                    before: row(2, "a"),
+                },
+            ],
+        );
+        assert_eq!(
+            statements,
+            vec![
+                "INSERT INTO `db`.`t` (`id`,`v`) VALUES (1,'tmp'),(2,'a'),(1,'b') \
+                 ON DUPLICATE KEY UPDATE `v`=VALUES(`v`)"
+                    .to_owned(),
+                "DELETE FROM `db`.`t` WHERE `id` IN (2)".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_key_change_is_a_delete_and_a_write() {
+        let t = table(RowKey::Primary(vec![0]), true);
+        let statements = plan(
+            &t,
+            WriteMode::Upsert,
+            DeleteMode::Apply,
+            vec![RowChange::Update {
+                before: row(1, "a"),
+                after: row(10, "a"),
+            }],
+        );
+        assert_eq!(statements.len(), 2, "{statements:?}");
+        assert_eq!(statements[0], "DELETE FROM `db`.`t` WHERE `id` IN (1)");
+        assert!(statements[1].starts_with("INSERT INTO `db`.`t` (`id`,`v`) VALUES (10,'a')"));
+    }
+
+    #[test]
+    fn insert_mode_inserts_and_updates_by_key() {
+        let t = table(RowKey::Primary(vec![0]), false);
+        let statements = plan(
+            &t,
+            WriteMode::Insert,
+            DeleteMode::Apply,
+            vec![
+                RowChange::Insert { after: row(1, "a") },
+                RowChange::Update {
+                    before: row(1, "a"),
+                    after: row(1, "b"),
+                },
+            ],
+        );
+        assert_eq!(
+            statements,
+            vec![
+                "INSERT INTO `db`.`t` (`id`,`v`) VALUES (1,'a')".to_owned(),
+                "UPDATE `db`.`t` SET `id`=1,`v`='b' WHERE `id` = 1".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn keyless_tables_match_whole_rows_and_ignored_deletes_vanish() {
+        let t = table(RowKey::None, false);
+        let statements = plan(
+            &t,
+            WriteMode::Upsert,
+            DeleteMode::Apply,
+            vec![RowChange::Delete {
+                before: row(1, "x"),
+            }],
+        );
+        assert_eq!(
+            statements,
+            vec!["DELETE FROM `db`.`t` WHERE `id` <=> 1 AND `v` <=> 'x' LIMIT 1".to_owned()]
+        );
+        let keyed = table(RowKey::Primary(vec![0]), false);
+        let statements = plan(
+            &keyed,
+            WriteMode::Upsert,
+            DeleteMode::Ignore,
+            vec![RowChange::Delete {
+                before: row(1, "x"),
+            }],
+        );
+        assert!(statements.is_empty(), "{statements:?}");
+    }
+
+    #[test]
+    fn statements_are_split_by_rows() {
+        let t = table(RowKey::Primary(vec![0]), false);
+        let list = (1..=3)
+            .map(|i| RowChange::Insert { after: row(i, "v") })
+            .collect();
+        let statements = Planner::new(&t, WriteMode::Upsert, DeleteMode::Apply, 2)
+            .plan(&changes(list))
+            .unwrap_or_default();
+        assert_eq!(statements.len(), 2, "{statements:?}");
+        assert!(statements[1].contains("VALUES (3,'v')"), "{statements:?}");
+    }
+}

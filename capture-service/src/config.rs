@@ -27,6 +27,7 @@ pub enum ConfigError {
     Password(#[from] rowferry_shared::config::PasswordError),
 }
 
+use rowferry_shared::config::ConnectionUrl;
 pub use rowferry_shared::config::Secret;
 
 /// Everything `rowferry-capture` is told.
@@ -60,7 +61,7 @@ pub struct CaptureConfig {
 pub struct SourceConfig {
     /// `mysql://user@host:port` of an account with REPLICATION SLAVE, REPLICATION CLIENT and
     /// SELECT. A password in the URL works but prefer `password_file` or `password_env`.
-    pub url: String,
+    pub url: ConnectionUrl,
     /// The password, if not in the URL.
     #[serde(default)]
     pub password: Option<Secret>,

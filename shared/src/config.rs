@@ -32,6 +32,49 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A `mysql://user:password@host:port` URL whose password never prints.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct ConnectionUrl(String);
+
+impl ConnectionUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let Some(scheme_end) = self.0.find("://").map(|i| i + 3) else {
+            return self.0.clone();
+        };
+        let rest = &self.0[scheme_end..];
+        match (rest.find('@'), rest.find(':')) {
+            (Some(at), Some(colon)) if colon < at => format!(
+                "{}{}:***{}",
+                &self.0[..scheme_end],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            _ => self.0.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for ConnectionUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ConnectionUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
 /// Why a password could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
@@ -93,4 +136,19 @@ pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
         .merge(Toml::string(text))
         .extract()
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_print_without_their_password() {
+        let url = ConnectionUrl::new("mysql://app:s3cret@db:3306/x");
+        assert_eq!(url.redacted(), "mysql://app:***@db:3306/x");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(&*url, "mysql://app:s3cret@db:3306/x");
+        let plain = ConnectionUrl::new("mysql://app@db:3306");
+        assert_eq!(plain.redacted(), "mysql://app@db:3306");
+    }
 }

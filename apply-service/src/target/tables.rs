@@ -26,7 +26,8 @@ pub struct TargetTable {
 }
 
 impl TargetTable {
-    fn new(schema: TableSchema, other_unique_keys: bool) -> Self {
+    /// A table with `schema`; `other_unique_keys` when a UNIQUE key besides the row key exists.
+    pub fn new(schema: TableSchema, other_unique_keys: bool) -> Self {
         let by_name = schema
             .columns
             .iter()

@@ -36,8 +36,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use decode::{
-    ColumnKind, DecodeError, DecodedChange, DecodedColumn, decode_debezium_json,
-    decode_debezium_payload, decode_protobuf_change,
+    ColumnKind, DebeziumJsonDecoder, DecodeError, DecodedChange, DecodedColumn,
+    decode_debezium_json, decode_debezium_payload, decode_protobuf_change,
 };
 pub use error::{CodecError, ColumnRef};
 pub use format::{BigintUnsignedMode, CodecOptions, ValueFormat};

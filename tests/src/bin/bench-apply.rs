@@ -255,7 +255,10 @@ async fn main() -> Result<()> {
             &db,
             &start.to_string(),
             unique_server_id(),
-            &format!("[output]\nformat = \"{format}\"\n"),
+            &format!(
+                "[output]\nformat = \"{format}\"\n[kafka.properties]\n\"retry.backoff.ms\" = \"{}\"\n",
+                std::env::var("ROWFERRY_BENCH_RETRY_BACKOFF").unwrap_or_else(|_| "100".into())
+            ),
         )
         .replace(
             "position_heartbeat_ms = 500",
@@ -317,6 +320,29 @@ async fn main() -> Result<()> {
     let (ceiling_rows, ceiling_secs) =
         ceiling(&stack, &mut source, &db, partitions as usize).await?;
     let latencies = latency(&stack, &db, 30).await?;
+    if std::env::var("ROWFERRY_BENCH_BREAKDOWN").is_ok() {
+        // Source commit → Kafka record timestamp (the capture's produce time).
+        let mut produce: Vec<i64> = Vec::new();
+        for record in read_committed(&stack.kafka_bootstrap, &topics[1])? {
+            let change = rowferry_shared::codec::decode_protobuf_change(
+                record.key.as_deref(),
+                record.value.as_deref().unwrap_or_default(),
+            );
+            if let (Ok(change), Some(ts)) = (change, record.timestamp_ms)
+                && let Some(rowferry_shared::event::Value::Int(t0)) =
+                    change.change.after().and_then(|row| row.get(1).cloned())
+            {
+                produce.push(ts * 1000 - t0);
+            }
+        }
+        produce.sort_unstable();
+        eprintln!(
+            "bench-apply: source commit to Kafka record timestamp p50 {:.1} ms p99 {:.1} ms ({} records)",
+            percentile(&produce, 0.5),
+            percentile(&produce, 0.99),
+            produce.len()
+        );
+    }
     peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
     let apply_rate = rows as f64 / secs;
     let ceiling_rate = ceiling_rows as f64 / ceiling_secs;
@@ -351,6 +377,10 @@ async fn main() -> Result<()> {
     kafka
         .delete_topics(&all, &rdkafka::admin::AdminOptions::new())
         .await?;
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var("ROWFERRY_BENCH_KEEP").is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("bench-apply: logs kept in {}", dir.display());
+    }
     Ok(())
 }

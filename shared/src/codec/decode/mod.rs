@@ -34,7 +34,7 @@ mod text;
 #[cfg(test)]
 mod tests;
 
-pub use json::{decode_debezium_json, decode_debezium_payload};
+pub use json::{DebeziumJsonDecoder, decode_debezium_json, decode_debezium_payload};
 pub use protobuf::decode_protobuf_change;
 
 use crate::event::{RowChange, SourceInfo, TableId, TransactionInfo};

@@ -157,6 +157,38 @@ fn every_column_type_round_trips_in_every_format() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The schema-caching decoder gives exactly what the one-shot decoder gives, for every record
+/// of a table (the second and later records reuse the cached schema) and for tombstones.
+#[test]
+fn the_caching_json_decoder_matches_the_one_shot_decoder() -> anyhow::Result<()> {
+    let cases = every_type();
+    let schema = every_type_table(&cases);
+    let row: Vec<Value> = cases.iter().map(|c| c.value.clone()).collect();
+    let mut decoder = DebeziumJsonDecoder::new();
+    for _ in 0..2 {
+        for original in every_type_events(&schema, &row) {
+            let record = encode(WITH_SCHEMAS, &original)?;
+            let once = decode_debezium_json(record.key.as_deref(), &record.value)?;
+            let cached = decoder.decode(record.key.as_deref(), &record.value)?;
+            assert_eq!(cached, once);
+        }
+    }
+    assert!(decoder.decode(None, b"").is_err_and(|e| e.is_tombstone()));
+    assert!(
+        decoder
+            .decode(None, b" null ")
+            .is_err_and(|e| e.is_tombstone())
+    );
+    assert!(
+        decoder
+            .decode(None, br#"{"schema":{},"payload":null}"#)
+            .is_err_and(|e| e.is_tombstone())
+    );
+    assert!(decoder.decode(None, b"{\"payload\":{}}").is_err());
+    assert!(decoder.decode(None, b"\xff\x00").is_err());
+    Ok(())
+}
+
 #[test]
 fn column_kinds_and_types_are_reported() -> anyhow::Result<()> {
     let cases = every_type();
