@@ -32,8 +32,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyConfig {
-    /// Logical name of this apply: the default consumer group and the key of its offsets in
-    /// the target. Instances with one name share the work (and fence each other).
+    /// Logical name of this apply: the default consumer group (whose offsets the target
+    /// stores) and dead-letter topic prefix. Instances with one group share the work and
+    /// fence each other.
     pub name: String,
     /// The Kafka side.
     pub kafka: KafkaConfig,

@@ -150,15 +150,26 @@ impl ApplyContext {
                 stored
             });
             match attempt {
-                Ok(stored) => return Some(stored.map(|s| s.next_offset)),
+                Ok(stored) => {
+                    self.shared.status.send_modify(|s| {
+                        if s.state == State::Retrying {
+                            s.state = State::Running;
+                            s.error = None;
+                        }
+                    });
+                    return Some(stored.map(|s| s.next_offset));
+                }
                 Err(error) => {
                     tracing::warn!(%error, topic, partition, "cannot read the stored offset; retrying");
-                    self.shared.status.send_modify(|s| {
-                        s.error = Some(format!("reading stored offsets: {error}"));
-                    });
                     if error.is_transient() {
+                        self.shared.status.send_modify(|s| {
+                            s.state = State::Retrying;
+                            s.error = Some(format!("reading stored offsets: {error}"));
+                        });
                         std::thread::sleep(delay);
-                        delay = (delay * 2).min(Duration::from_secs(10));
+                        let max =
+                            Duration::from_millis(self.shared.config.target.retry_max_ms.max(10));
+                        delay = (delay * 2).min(max);
                     } else {
                         let _ = self.shared.reports.send(Report::Failed {
                             error: format!("reading the offsets table: {error}"),

@@ -74,6 +74,9 @@ async fn run_inner(
         config.group_id(),
     );
     prepare_target(&target, &offsets, status, &cancel, &config).await?;
+    if cancel.is_cancelled() {
+        return Ok(());
+    }
     let dead_letter = match config.apply.poison_policy {
         PoisonPolicy::DeadLetter => Some(
             DeadLetter::new(

@@ -97,7 +97,7 @@ impl<'a> Planner<'a> {
     }
 
     /// The statements that apply `changes` in order.
-    pub fn plan(&self, changes: &[Change]) -> Result<Vec<String>, PlanError> {
+    pub fn plan(&self, changes: &[&Change]) -> Result<Vec<String>, PlanError> {
         let mut ops = Vec::with_capacity(changes.len());
         for change in changes {
             self.ops(change, &mut ops)?;
@@ -105,7 +105,7 @@ impl<'a> Planner<'a> {
         let coalesce =
             self.mode == WriteMode::Upsert && self.keyed() && !self.table.other_unique_keys;
         if coalesce {
-            ops = self.coalesce(ops, changes)?;
+            ops = self.coalesce(ops)?;
         }
         self.render(&ops)
     }
@@ -176,11 +176,7 @@ impl<'a> Planner<'a> {
 
     /// Keeps the last change of each key, deletes first, then writes (valid because no other
     /// unique key can make two rows' changes depend on each other's order).
-    fn coalesce<'c>(
-        &self,
-        ops: Vec<Op<'c>>,
-        _changes: &[Change],
-    ) -> Result<Vec<Op<'c>>, PlanError> {
+    fn coalesce<'c>(&self, ops: Vec<Op<'c>>) -> Result<Vec<Op<'c>>, PlanError> {
         let mut last: HashMap<String, usize> = HashMap::with_capacity(ops.len());
         let mut keys = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
@@ -474,8 +470,9 @@ mod tests {
         deletes: DeleteMode,
         list: Vec<RowChange>,
     ) -> Vec<String> {
+        let changes = changes(list);
         Planner::new(table, mode, deletes, 1000)
-            .plan(&changes(list))
+            .plan(&changes.iter().collect::<Vec<_>>())
             .unwrap_or_else(|e| vec![format!("error: {e}")])
     }
 
@@ -622,8 +619,9 @@ mod tests {
         let list = (1..=3)
             .map(|i| RowChange::Insert { after: row(i, "v") })
             .collect();
+        let changes = changes(list);
         let statements = Planner::new(&t, WriteMode::Upsert, DeleteMode::Apply, 2)
-            .plan(&changes(list))
+            .plan(&changes.iter().collect::<Vec<_>>())
             .unwrap_or_default();
         assert_eq!(statements.len(), 2, "{statements:?}");
         assert!(statements[1].contains("VALUES (3,'v')"), "{statements:?}");

@@ -240,7 +240,7 @@ impl Writer {
             let mut j = i;
             let mut run = Vec::new();
             while j < items.len() && Arc::ptr_eq(&items[j].table, table) {
-                run.push(items[j].change.clone());
+                run.push(&items[j].change);
                 j += 1;
             }
             let planner = Planner::new(table, options.mode, options.deletes, rows);

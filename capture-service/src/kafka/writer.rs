@@ -342,7 +342,17 @@ impl TransactionalWriter {
         let producer = Arc::clone(&self.producer);
         let timeout = self.timeout;
         self.in_flight = Some(InFlight {
-            handle: tokio::task::spawn_blocking(move || producer.commit_transaction(timeout)),
+            handle: tokio::task::spawn_blocking(move || {
+                // rdkafka's commit_transaction first flushes, polling in steps of up to 100 ms
+                // for delivery reports that the producer's own thread serves instead: every
+                // commit took 100 ms. Waiting for them here in 1 ms steps makes that flush
+                // return at once.
+                let deadline = Instant::now() + timeout;
+                while producer.in_flight_count() > 0 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                producer.commit_transaction(timeout)
+            }),
             position: position.clone(),
             records: self.records,
             started: Instant::now(),

@@ -255,10 +255,7 @@ async fn main() -> Result<()> {
             &db,
             &start.to_string(),
             unique_server_id(),
-            &format!(
-                "[output]\nformat = \"{format}\"\n[kafka.properties]\n\"retry.backoff.ms\" = \"{}\"\n",
-                std::env::var("ROWFERRY_BENCH_RETRY_BACKOFF").unwrap_or_else(|_| "100".into())
-            ),
+            &format!("[output]\nformat = \"{format}\"\n"),
         )
         .replace(
             "position_heartbeat_ms = 500",
