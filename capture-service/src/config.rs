@@ -224,7 +224,7 @@ fn default_max_bytes() -> usize {
     16 << 20
 }
 fn default_linger_ms() -> u64 {
-    100
+    20
 }
 fn default_split_rows() -> usize {
     100_000
