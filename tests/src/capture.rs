@@ -59,6 +59,26 @@ grpc_listen = ""
     )
 }
 
+/// Starts an in-process capture named `name` of database `db` at `start` (`extra`: more
+/// TOML, as for [`capture_toml`]).
+pub fn start_at(
+    stack: &Stack,
+    name: &str,
+    db: &str,
+    start: &BinlogFilePosition,
+    extra: &str,
+) -> Result<InProcess> {
+    let toml = capture_toml(
+        stack,
+        name,
+        db,
+        &format!("{}:{}", start.file, start.pos),
+        crate::unique_server_id(),
+        extra,
+    );
+    Ok(InProcess::start(config(&toml)?))
+}
+
 /// Parses a test configuration, with environment overrides ignored.
 pub fn config(toml: &str) -> Result<CaptureConfig> {
     CaptureConfig::from_toml(toml).map_err(|e| anyhow::anyhow!("{e}"))

@@ -21,8 +21,8 @@ use rowferry_tests::apply::{
     COUNTERS, apply_binary, apply_toml, counters_load, create_counting_target, create_topics,
     wait_counted,
 };
-use rowferry_tests::capture::{self, binlog_end, capture_toml, create_database};
-use rowferry_tests::{Lcg, Stack, unique_name, unique_server_id};
+use rowferry_tests::capture::{self, binlog_end, create_database};
+use rowferry_tests::{Lcg, Stack, unique_name};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_at_random_points_applies_every_change_exactly_once() -> Result<()> {
@@ -37,14 +37,13 @@ async fn kill_9_at_random_points_applies_every_change_exactly_once() -> Result<(
     let name = unique_name("applycrash");
     create_topics(&stack, &[format!("{name}.{db}.counters")], 4).await?;
     let start = binlog_end(&mut source).await?;
-    let capture = capture::InProcess::start(capture::config(&capture_toml(
+    let capture = capture::start_at(
         &stack,
         &name,
         &db,
-        &format!("{}:{}", start.file, start.pos),
-        unique_server_id(),
+        &start,
         "[output]\nformat = \"protobuf\"\n",
-    ))?);
+    )?;
 
     let dir = std::env::temp_dir().join(unique_name("applycrash"));
     std::fs::create_dir_all(&dir)?;

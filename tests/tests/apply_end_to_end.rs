@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use mysql_async::prelude::Queryable;
-use rowferry_tests::capture::{self, binlog_end, capture_toml, create_database};
-use rowferry_tests::{Stack, apply, unique_name, unique_server_id};
+use rowferry_tests::capture::{self, binlog_end, create_database};
+use rowferry_tests::{Stack, apply, unique_name};
 
 const TABLES: &[&str] = &[
     "all_types (id INT PRIMARY KEY, ti TINYINT, si SMALLINT UNSIGNED, mi MEDIUMINT, \
@@ -101,14 +101,13 @@ async fn end_to_end(format: &str, schemas: bool, create_tables: bool) -> Result<
             .await?;
     }
     let name = unique_name("e2e");
-    let capture = capture::InProcess::start(capture::config(&capture_toml(
+    let capture = capture::start_at(
         &stack,
         &name,
         &db,
-        &format!("{}:{}", start.file, start.pos),
-        unique_server_id(),
+        &start,
         &format!("[output]\nformat = \"{format}\"\nschemas = {schemas}\n"),
-    ))?);
+    )?;
     let apply = apply::InProcess::start(apply::config(&apply::apply_toml(
         &stack,
         &name,

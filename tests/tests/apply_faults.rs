@@ -13,10 +13,10 @@ use rowferry_tests::apply::{
     self, COUNTERS, InProcess, apply_toml, counters_load, create_counting_target, create_topics,
     wait_counted,
 };
-use rowferry_tests::capture::{self, binlog_end, capture_toml, create_database};
+use rowferry_tests::capture::{self, binlog_end, create_database};
 use rowferry_tests::debezium::{self, Customer, Produced, TABLE};
 use rowferry_tests::kafka::read_committed;
-use rowferry_tests::{Stack, unique_name, unique_server_id};
+use rowferry_tests::{Stack, unique_name};
 
 const SERVER: &str = "dbserver1";
 
@@ -318,14 +318,7 @@ async fn a_second_instance_joins_mid_load_and_the_first_leaves() -> Result<()> {
     let name = unique_name("rebalance");
     create_topics(&stack, &[format!("{name}.{db}.counters")], 4).await?;
     let start = binlog_end(&mut source).await?;
-    let capture = capture::InProcess::start(capture::config(&capture_toml(
-        &stack,
-        &name,
-        &db,
-        &format!("{}:{}", start.file, start.pos),
-        unique_server_id(),
-        "",
-    ))?);
+    let capture = capture::start_at(&stack, &name, &db, &start, "")?;
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(counters_load(stack.clone(), db.clone(), stop.clone(), 7));
     let toml = apply_toml(

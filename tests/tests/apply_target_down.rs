@@ -13,8 +13,8 @@ use rowferry_tests::apply::{
     self, COUNTERS, InProcess, apply_toml, counters_load, create_counting_target, create_topics,
     target_conn, wait_counted,
 };
-use rowferry_tests::capture::{self, binlog_end, capture_toml, create_database};
-use rowferry_tests::{Stack, unique_name, unique_server_id};
+use rowferry_tests::capture::{self, binlog_end, create_database};
+use rowferry_tests::{Stack, unique_name};
 
 /// `deploy/local/stack up`: starts whatever of the stack is down.
 fn stack_up() -> Result<()> {
@@ -33,14 +33,7 @@ async fn the_target_goes_down_and_comes_back() -> Result<()> {
     let name = unique_name("targetdown");
     create_topics(&stack, &[format!("{name}.{db}.counters")], 2).await?;
     let start = binlog_end(&mut source).await?;
-    let capture = capture::InProcess::start(capture::config(&capture_toml(
-        &stack,
-        &name,
-        &db,
-        &format!("{}:{}", start.file, start.pos),
-        unique_server_id(),
-        "",
-    ))?);
+    let capture = capture::start_at(&stack, &name, &db, &start, "")?;
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(counters_load(stack.clone(), db.clone(), stop.clone(), 11));
     let mut apply = InProcess::start(apply::config(&apply_toml(

@@ -11,8 +11,8 @@ use anyhow::{Result, ensure};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use rowferry_tests::apply::{self, InProcess, apply_toml, target_conn, wait_equal};
-use rowferry_tests::capture::{self, binlog_end, capture_toml, create_database};
-use rowferry_tests::{Lcg, Stack, unique_name, unique_server_id};
+use rowferry_tests::capture::{self, binlog_end, create_database};
+use rowferry_tests::{Lcg, Stack, unique_name};
 
 const ACCOUNTS: i64 = 20;
 const TOTAL: i64 = ACCOUNTS * 1000;
@@ -89,14 +89,7 @@ async fn a_reader_never_sees_half_a_source_transaction() -> Result<()> {
         ))
         .await?;
     let name = unique_name("txmode");
-    let capture = capture::InProcess::start(capture::config(&capture_toml(
-        &stack,
-        &name,
-        &db,
-        &format!("{}:{}", start.file, start.pos),
-        unique_server_id(),
-        "",
-    ))?);
+    let capture = capture::start_at(&stack, &name, &db, &start, "")?;
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(watch_totals(stack.clone(), db.clone(), stop.clone()));
     let mut apply = InProcess::start(apply::config(&apply_toml(
