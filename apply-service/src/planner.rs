@@ -177,23 +177,25 @@ impl<'a> Planner<'a> {
     /// Keeps the last change of each key, deletes first, then writes (valid because no other
     /// unique key can make two rows' changes depend on each other's order).
     fn coalesce<'c>(&self, ops: Vec<Op<'c>>) -> Result<Vec<Op<'c>>, PlanError> {
-        let mut last: HashMap<String, usize> = HashMap::with_capacity(ops.len());
-        let mut keys = Vec::with_capacity(ops.len());
-        for (i, op) in ops.iter().enumerate() {
-            let key = match op {
-                Op::Write { columns, row } => self.key_literal(columns, row)?,
-                Op::Delete { key } => key.clone(),
-                _ => continue,
-            };
-            last.insert(key.clone(), i);
-            keys.push((i, key));
+        let mut keys: Vec<Option<String>> = Vec::with_capacity(ops.len());
+        for op in &ops {
+            keys.push(match op {
+                Op::Write { columns, row } => Some(self.key_literal(columns, row)?),
+                Op::Delete { key } => Some(key.clone()),
+                _ => None,
+            });
         }
-        let mut keep = vec![false; ops.len()];
-        for (i, key) in &keys {
-            if last.get(key) == Some(i) {
-                keep[*i] = true;
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(ops.len());
+        for (i, key) in keys.iter().enumerate() {
+            if let Some(key) = key {
+                last.insert(key.as_str(), i);
             }
         }
+        let keep: Vec<bool> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| key.as_deref().is_some_and(|k| last.get(k) == Some(&i)))
+            .collect();
         let (mut deletes, mut writes) = (Vec::new(), Vec::new());
         for (op, keep) in ops.into_iter().zip(keep) {
             if keep {

@@ -197,12 +197,16 @@ impl DecodeError {
 impl ColumnKind {
     /// The kind of a MySQL column type as SQL writes it (`decimal(10,2)`, `bigint unsigned`).
     pub fn from_sql_type(sql_type: &str) -> ColumnKind {
-        let name = sql_type
-            .split(['(', ' '])
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        match name.as_str() {
+        let name = sql_type.split(['(', ' ']).next().unwrap_or_default();
+        // Lower-case into a small stack buffer: this runs for every column of every record.
+        let mut buffer = [0u8; 24];
+        let Some(lower) = buffer.get_mut(..name.len()) else {
+            return ColumnKind::Other;
+        };
+        lower.copy_from_slice(name.as_bytes());
+        lower.make_ascii_lowercase();
+        let name = std::str::from_utf8(lower).unwrap_or_default();
+        match name {
             "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => {
                 ColumnKind::Integer
             }
