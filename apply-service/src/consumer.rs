@@ -223,10 +223,11 @@ impl ApplyContext {
         for (_, worker) in &stopped {
             worker.cancel.cancel();
         }
+        let deadline = tokio::time::Instant::now() + REVOKE_WAIT;
         for ((topic, partition), worker) in stopped {
             let done = self
                 .runtime
-                .block_on(async { tokio::time::timeout(REVOKE_WAIT, worker.task).await });
+                .block_on(async { tokio::time::timeout_at(deadline, worker.task).await });
             if done.is_err() {
                 tracing::warn!(%topic, partition, "worker did not stop in time");
             }
@@ -473,7 +474,14 @@ fn refence(consumer: &BaseConsumer<ApplyContext>, topic: Arc<str>, partition: i3
         },
     };
     if let Err(error) = consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
-        tracing::warn!(%error, %topic, partition, "seek after fencing failed");
+        // A worker started without the seek would see records from the wrong offset.
+        let _ = context.shared.reports.send(Report::Failed {
+            error: format!(
+                "{topic}/{partition}: cannot seek to the stored offset after another writer \
+                 moved it ({error}); restart apply"
+            ),
+        });
+        return;
     }
     context.start_worker(topic.clone(), partition, stored);
     // The old worker's backlog is gone with it: the partition may have been paused for it.

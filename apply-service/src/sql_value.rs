@@ -57,11 +57,7 @@ pub fn push_literal(
             let _ = write!(out, "{v:e}");
         }
         Value::Decimal(text) => {
-            if text.is_empty()
-                || !text
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
-            {
+            if !is_decimal(text) {
                 return Err(invalid(format!("{text:?} is not a decimal number")));
             }
             out.push_str(text);
@@ -111,6 +107,15 @@ pub fn push_literal(
         }
     }
     Ok(())
+}
+
+/// `[+-]digits[.digits]` (or `.digits`): exact DECIMAL text, nothing MySQL would read as a
+/// DOUBLE or an expression.
+fn is_decimal(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    !(whole.is_empty() && fraction.is_empty()) && digits(whole) && digits(fraction)
 }
 
 fn push_display(out: &mut String, value: impl std::fmt::Display) {
@@ -226,7 +231,14 @@ mod tests {
             literal(Value::Decimal("-12.30".into()), decimal.clone())?,
             "-12.30"
         );
-        assert!(literal(Value::Decimal("1); DROP TABLE t".into()), decimal).is_err());
+        assert!(literal(Value::Decimal("1); DROP TABLE t".into()), decimal.clone()).is_err());
+        for bad in ["1-2", "1e5", "", "-", ".", "1.2.3"] {
+            assert!(
+                literal(Value::Decimal(bad.into()), decimal.clone()).is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(literal(Value::Decimal("+.5".into()), decimal)?, "+.5");
         assert_eq!(
             literal(Value::Bit(vec![0x01, 0xff]), ColumnType::Bit { bits: 12 })?,
             "511"

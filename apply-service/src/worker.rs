@@ -79,7 +79,6 @@ pub struct Worker {
     tables: HashMap<TableId, Arc<TargetTable>>,
     last_columns: Option<(TableId, Vec<String>, Arc<[usize]>)>,
     json: DebeziumJsonDecoder,
-    topic_table: Option<TableId>,
     cancel: CancellationToken,
 }
 
@@ -104,7 +103,6 @@ impl Worker {
             tables: HashMap::new(),
             last_columns: None,
             json: DebeziumJsonDecoder::new(),
-            topic_table: None,
             cancel,
         }
     }
@@ -221,6 +219,11 @@ impl Worker {
                 None
             };
             match next {
+                // Already applied (a record fetched before a seek): never again.
+                Some(Input::Record(record))
+                    if self
+                        .previous
+                        .is_some_and(|previous| record.offset < previous) => {}
                 Some(Input::Record(record)) => {
                     bytes += record.payload().len();
                     if self.transactional() {
@@ -316,13 +319,10 @@ impl Worker {
         let format = decode::format_of(record, self.shared.config.kafka.format);
         let decoded = match format {
             Format::JsonPayload => {
-                let id = match &self.topic_table {
-                    Some(id) => Ok(id.clone()),
-                    None => decode::peek_table(record),
-                };
+                // Read per record: a topic may carry more than one table.
+                let id = decode::peek_table(record);
                 match id {
                     Ok(source_id) => {
-                        self.topic_table = Some(source_id.clone());
                         let target_id = self.target_id(&source_id);
                         match self.table(&target_id, None).await? {
                             Ok(table) => decode::decode_payload(record, &payload_schema(&table)),
@@ -450,13 +450,17 @@ impl Worker {
             return Ok(Err(format!("target table {id} could not be created")));
         };
         if let Some(record) = record {
-            let missing = tables::missing_columns(&table, record);
-            if !missing.is_empty() && options.evolve {
+            // Another partition's worker may add some of the columns first (1060): reload and
+            // add what is still missing.
+            for _ in 0..3 {
+                let missing = tables::missing_columns(&table, record);
+                if missing.is_empty() || !options.evolve {
+                    break;
+                }
                 let sql = tables::add_columns_sql(id, &missing);
                 tracing::info!(table = %id, %sql, "adding columns to the target table");
                 match exec(conn, &sql, &format!("altering {id}")).await {
                     Ok(()) => {}
-                    // Another partition's worker added it first.
                     Err(e) if e.server_code() == Some(1060) => {}
                     Err(e) => return Err(e),
                 }

@@ -65,6 +65,9 @@ pub(crate) struct Chunk {
     pub poison: Option<(Record, String)>,
 }
 
+/// Longest a target transaction may take before it is abandoned and retried.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Writes a partition's chunks.
 pub(crate) struct Writer {
     shared: Arc<Shared>,
@@ -123,6 +126,21 @@ impl Writer {
         Ok(())
     }
 
+    /// The partition's stored next offset, if it can be read now.
+    async fn stored_offset(&mut self) -> Option<i64> {
+        let shared = self.shared.clone();
+        let topic = self.topic.clone();
+        let partition = self.partition;
+        let conn = self.connection().await.ok()?;
+        shared
+            .offsets
+            .read(conn, &topic, partition)
+            .await
+            .ok()
+            .flatten()
+            .map(|s| s.next_offset)
+    }
+
     async fn connection(&mut self) -> Result<&mut Conn, TargetError> {
         if self.conn.is_none() {
             self.conn = Some(self.shared.target.connect().await?);
@@ -161,9 +179,20 @@ impl Writer {
         };
         let next_offset = last.offset + 1;
         let mut delay = self.first_delay();
+        let mut retried = false;
         loop {
             let started = std::time::Instant::now();
-            match self.attempt(&prepared, next_offset).await {
+            let outcome = match self.attempt(&prepared, next_offset).await {
+                // After a lost connection the COMMIT may have succeeded: then the stored
+                // offset is already ours.
+                Err(Attempt::Fenced)
+                    if retried && self.stored_offset().await == Some(next_offset) =>
+                {
+                    Ok(())
+                }
+                outcome => outcome,
+            };
+            match outcome {
                 Ok(()) => {
                     tracing::debug!(
                         topic = %self.topic,
@@ -178,6 +207,7 @@ impl Writer {
                 Err(Attempt::Fenced) => return Err(Exit::Fenced),
                 Err(Attempt::Transient(e)) => {
                     self.conn = None;
+                    retried = true;
                     self.retry_wait(&e.to_string(), &mut delay).await?;
                 }
                 Err(Attempt::Fatal(reason)) => {
@@ -220,7 +250,26 @@ impl Writer {
             last.map(|p| p.source_ts_ms),
         );
         let conn = self.connection().await.map_err(classify)?;
-        let result = run_transaction(conn, &advance, &statements).await;
+        // A target that stops answering (a dead peer, a lock held for minutes) must not hold
+        // the partition forever: give up, reconnect, retry.
+        let result = match tokio::time::timeout(
+            ATTEMPT_TIMEOUT,
+            run_transaction(conn, &advance, &statements),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => {
+                self.conn = None;
+                return Err(Attempt::Transient(TargetError::sql(
+                    format!("no answer from the target within {ATTEMPT_TIMEOUT:?}"),
+                    mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "target transaction timed out",
+                    ))),
+                )));
+            }
+        };
         if result.is_err()
             && let Some(conn) = self.conn.as_mut()
         {
@@ -397,7 +446,15 @@ async fn run_transaction(
         Ok(()) => return Err(Attempt::Fenced),
         // Duplicate key on the first INSERT: another instance stored an offset first.
         Err(mysql_async::Error::Server(e)) if e.code == 1062 => return Err(Attempt::Fenced),
-        Err(e) => return Err(classify(TargetError::sql("updating the offsets table", e))),
+        Err(e) => {
+            // Never the record's fault: a broken offsets table must not poison records.
+            let error = TargetError::sql("updating the offsets table", e);
+            return Err(if error.is_transient() {
+                Attempt::Transient(error)
+            } else {
+                Attempt::Fatal(error.to_string())
+            });
+        }
     }
     for statement in statements {
         if let Err(e) = conn.query_drop(statement.as_str()).await {

@@ -49,7 +49,7 @@ impl ConnectionUrl {
             return self.0.clone();
         };
         let rest = &self.0[scheme_end..];
-        match (rest.find('@'), rest.find(':')) {
+        match (rest.rfind('@'), rest.find(':')) {
             (Some(at), Some(colon)) if colon < at => format!(
                 "{}{}:***{}",
                 &self.0[..scheme_end],
@@ -148,6 +148,8 @@ mod tests {
         assert_eq!(url.redacted(), "mysql://app:***@db:3306/x");
         assert!(!format!("{url:?}").contains("s3cret"));
         assert_eq!(&*url, "mysql://app:s3cret@db:3306/x");
+        let at_sign = ConnectionUrl::new("mysql://app:p@ss@db");
+        assert_eq!(at_sign.redacted(), "mysql://app:***@db");
         let plain = ConnectionUrl::new("mysql://app@db:3306");
         assert_eq!(plain.redacted(), "mysql://app@db:3306");
     }

@@ -70,6 +70,10 @@ pub async fn load(conn: &mut Conn, table: &TableId) -> Result<Option<TargetTable
     push_string(&mut filter, &table.db);
     filter.push_str(" AND TABLE_NAME = ");
     push_string(&mut filter, &table.table);
+    let mut aliased = String::from(" WHERE s.TABLE_SCHEMA = ");
+    push_string(&mut aliased, &table.db);
+    aliased.push_str(" AND s.TABLE_NAME = ");
+    push_string(&mut aliased, &table.table);
     let context = format!("reading the definition of {table}");
     let columns: Vec<(String, String, String)> = conn
         .query(format!(
@@ -100,7 +104,7 @@ pub async fn load(conn: &mut Conn, table: &TableId) -> Result<Option<TargetTable
                AND c.TABLE_NAME = s.TABLE_NAME AND c.COLUMN_NAME = s.COLUMN_NAME\
              {} AND s.NON_UNIQUE = 0 \
              ORDER BY s.INDEX_NAME = 'PRIMARY' DESC, s.INDEX_NAME, s.SEQ_IN_INDEX",
-            filter.replace("TABLE_SCHEMA", "s.TABLE_SCHEMA").replace("TABLE_NAME", "s.TABLE_NAME")
+            aliased
         ))
         .await
         .map_err(|e| TargetError::sql(context, e))?;

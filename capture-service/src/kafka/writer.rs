@@ -351,7 +351,7 @@ impl TransactionalWriter {
                 while producer.in_flight_count() > 0 && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                producer.commit_transaction(timeout)
+                producer.commit_transaction(deadline.saturating_duration_since(Instant::now()))
             }),
             position: position.clone(),
             records: self.records,
