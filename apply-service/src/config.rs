@@ -330,12 +330,7 @@ impl ApplyConfig {
                 reason: reason.to_owned(),
             })
         };
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
+        if !rowferry_shared::config::is_valid_name(&self.name) {
             return invalid(
                 "name",
                 "must be non-empty and use only letters, digits, `.`, `_` and `-`",

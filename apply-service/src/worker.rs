@@ -67,6 +67,31 @@ pub struct Shared {
     pub reports: std::sync::mpsc::Sender<Report>,
 }
 
+/// The table and column mapping of the last record prepared.
+struct Shape {
+    /// The record's source table.
+    source: TableId,
+    /// The record's column names, in order.
+    names: Vec<String>,
+    /// Its target table, checked against those columns.
+    table: Arc<TargetTable>,
+    /// Where each column goes in the target table.
+    columns: Arc<[usize]>,
+}
+
+impl Shape {
+    /// Whether `decoded` has this shape's table and columns.
+    fn fits(&self, decoded: &DecodedChange) -> bool {
+        decoded.table == self.source
+            && self.names.len() == decoded.columns.len()
+            && self
+                .names
+                .iter()
+                .zip(&decoded.columns)
+                .all(|(n, c)| *n == c.name)
+    }
+}
+
 /// A partition's applier.
 pub struct Worker {
     shared: Arc<Shared>,
@@ -77,7 +102,8 @@ pub struct Worker {
     pending: VecDeque<Input>,
     conn: Option<Conn>,
     tables: HashMap<TableId, Arc<TargetTable>>,
-    last_columns: Option<(TableId, Vec<String>, Arc<[usize]>)>,
+    last_shape: Option<Shape>,
+    payload_schema: Option<(TableId, Arc<TableSchema>)>,
     json: DebeziumJsonDecoder,
     cancel: CancellationToken,
 }
@@ -101,7 +127,8 @@ impl Worker {
             pending: VecDeque::new(),
             conn: None,
             tables: HashMap::new(),
-            last_columns: None,
+            last_shape: None,
+            payload_schema: None,
             json: DebeziumJsonDecoder::new(),
             cancel,
         }
@@ -318,20 +345,10 @@ impl Worker {
     ) -> Result<Result<Option<Prepared>, String>, TargetError> {
         let format = decode::format_of(record, self.shared.config.kafka.format);
         let decoded = match format {
-            Format::JsonPayload => {
-                // Read per record: a topic may carry more than one table.
-                let id = decode::peek_table(record);
-                match id {
-                    Ok(source_id) => {
-                        let target_id = self.target_id(&source_id);
-                        match self.table(&target_id, None).await? {
-                            Ok(table) => decode::decode_payload(record, &payload_schema(&table)),
-                            Err(reason) => return Ok(Err(reason)),
-                        }
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+            Format::JsonPayload => match self.decode_payload(record).await? {
+                Ok(decoded) => decoded,
+                Err(reason) => return Ok(Err(reason)),
+            },
             _ => decode::decode_typed(record, format, &mut self.json),
         };
         let mut decoded = match decoded {
@@ -339,24 +356,17 @@ impl Worker {
             Err(DecodeError::Tombstone) => return Ok(Ok(None)),
             Err(e) => return Ok(Err(format!("cannot decode the record: {e}"))),
         };
-        let target_id = self.target_id(&decoded.table);
-        let table = match self.table(&target_id, Some(&decoded)).await? {
-            Ok(table) => table,
-            Err(reason) => return Ok(Err(reason)),
-        };
-        let columns = match &self.last_columns {
-            // Records of a table mostly carry the same columns: compare names, no allocation.
-            Some((id, names, columns))
-                if *id == target_id
-                    && names.len() == decoded.columns.len()
-                    && names
-                        .iter()
-                        .zip(&decoded.columns)
-                        .all(|(n, c)| *n == c.name) =>
-            {
-                columns.clone()
-            }
+        // Records of a table mostly carry the same columns as the one before: then the table
+        // was checked already and the column mapping is known (compared by name, no
+        // allocation). Only a new table or column list goes through the checks.
+        let shape = match &self.last_shape {
+            Some(shape) if shape.fits(&decoded) => shape,
             _ => {
+                let target_id = self.target_id(&decoded.table);
+                let table = match self.table(&target_id, Some(&decoded)).await? {
+                    Ok(table) => table,
+                    Err(reason) => return Ok(Err(reason)),
+                };
                 let columns: Option<Arc<[usize]>> = decoded
                     .columns
                     .iter()
@@ -368,9 +378,12 @@ impl Worker {
                         table.schema.id
                     )));
                 };
-                let names = decoded.columns.iter().map(|c| c.name.clone()).collect();
-                self.last_columns = Some((target_id, names, columns.clone()));
-                columns
+                self.last_shape.insert(Shape {
+                    source: decoded.table.clone(),
+                    names: decoded.columns.iter().map(|c| c.name.clone()).collect(),
+                    table,
+                    columns,
+                })
             }
         };
         let source_ts_ms = decoded.source.ts_us / 1000;
@@ -379,14 +392,41 @@ impl Worker {
                 .then(|| format!("{}:{}", decoded.source.file, decoded.source.pos))
         });
         Ok(Ok(Some(Prepared {
-            table,
+            table: shape.table.clone(),
             change: Change {
-                columns,
+                columns: shape.columns.clone(),
                 change: decoded.change,
             },
             source_ts_ms,
             position,
         })))
+    }
+
+    /// Decodes a schemaless JSON record with its target table's definition: first with the
+    /// table of the record before (a topic mostly carries one table), and only when the
+    /// record says another table (or does not fit) by looking its table up.
+    async fn decode_payload(
+        &mut self,
+        record: &Record,
+    ) -> Result<Result<Result<DecodedChange, DecodeError>, String>, TargetError> {
+        if let Some((source, schema)) = &self.payload_schema
+            && let Ok(decoded) = decode::decode_payload(record, schema)
+            && decoded.table == *source
+        {
+            return Ok(Ok(Ok(decoded)));
+        }
+        let source = match decode::peek_table(record) {
+            Ok(source) => source,
+            Err(e) => return Ok(Ok(Err(e))),
+        };
+        let table = match self.table(&self.target_id(&source), None).await? {
+            Ok(table) => table,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let schema = Arc::new(payload_schema(&table));
+        let decoded = decode::decode_payload(record, &schema);
+        self.payload_schema = Some((source, schema));
+        Ok(Ok(decoded))
     }
 
     fn target_id(&self, source: &TableId) -> TableId {
@@ -473,7 +513,8 @@ impl Worker {
             }
         }
         let table = Arc::new(table);
-        self.last_columns = None;
+        self.last_shape = None;
+        self.payload_schema = None;
         self.tables.insert(id.clone(), table.clone());
         Ok(Ok(table))
     }

@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
         let signals = {
             let cancel = cancel.clone();
             tokio::spawn(async move {
-                wait_for_signal().await;
+                rowferry_shared::signal::stop_signal().await;
                 tracing::info!("stop requested: finishing the transaction in flight");
                 cancel.cancel();
             })
@@ -89,26 +89,4 @@ fn main() -> anyhow::Result<()> {
         }
         result.map_err(anyhow::Error::from)
     })
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

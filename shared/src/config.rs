@@ -75,6 +75,15 @@ impl fmt::Debug for ConnectionUrl {
     }
 }
 
+/// Whether `name` can name a service instance: it becomes part of Kafka topic names,
+/// consumer groups and transactional ids, so letters, digits, `.`, `_` and `-` only.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
 /// Why a password could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {

@@ -9,3 +9,4 @@ pub mod config;
 pub mod event;
 pub mod pb;
 pub mod position;
+pub mod signal;
