@@ -11,9 +11,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rowferry_apply::config::ApplyConfig;
 use rowferry_apply::pipeline::{self, ApplyError};
-use rowferry_apply::status::{self, ApplyStatus, State, StatusReceiver};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use rowferry_apply::status::{self, ApplyStatus};
 
 use crate::Stack;
 
@@ -49,78 +47,14 @@ pub fn config(toml: &str) -> Result<ApplyConfig> {
 }
 
 /// An apply pipeline running in this process.
-pub struct InProcess {
-    /// Cancels the pipeline (graceful stop).
-    pub cancel: CancellationToken,
-    /// Status updates.
-    pub status: StatusReceiver,
-    handle: JoinHandle<Result<(), ApplyError>>,
-    // A test that fails early drops the pipeline: stop it, or the runtime would wait forever
-    // for its consumer thread.
-    _stop_on_drop: tokio_util::sync::DropGuard,
-}
+pub type InProcess = crate::pipeline::InProcess<ApplyStatus, ApplyError>;
 
 impl InProcess {
     /// Starts the pipeline.
     pub fn start(config: ApplyConfig) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .with_test_writer()
-            .try_init();
-        let cancel = CancellationToken::new();
-        let (tx, rx) = status::channel();
-        let handle = tokio::spawn(pipeline::run(config, tx, cancel.clone()));
-        Self {
-            _stop_on_drop: cancel.clone().drop_guard(),
-            cancel,
-            status: rx,
-            handle,
-        }
-    }
-
-    /// Waits until `done` holds for the status, failing after `timeout` (or when the pipeline
-    /// fails and `done` does not accept that).
-    pub async fn wait_until(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        done: impl Fn(&ApplyStatus) -> bool,
-    ) -> Result<ApplyStatus> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let status = self.status.borrow().clone();
-            if done(&status) {
-                return Ok(status);
-            }
-            if status.state == State::Failed {
-                bail!("apply failed while waiting for {what}: {:?}", status.error);
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("apply did not reach {what} within {timeout:?}: {status:?}");
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(200), self.status.changed()).await;
-        }
-    }
-
-    /// Stops gracefully and returns the pipeline's result.
-    pub async fn stop(self) -> Result<()> {
-        self.cancel.cancel();
-        match tokio::time::timeout(Duration::from_secs(60), self.handle).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => bail!("apply ended with an error: {e}"),
-            Ok(Err(e)) => bail!("apply task panicked: {e}"),
-            Err(_) => bail!("apply did not stop within 60 s"),
-        }
-    }
-
-    /// Waits for the pipeline to end by itself (after a fatal error).
-    pub async fn join(self, timeout: Duration) -> Result<Result<(), ApplyError>> {
-        Ok(tokio::time::timeout(timeout, self.handle)
-            .await
-            .context("apply still running")??)
+        Self::spawn("apply", status::channel(), |tx, cancel| {
+            pipeline::run(config, tx, cancel)
+        })
     }
 }
 

@@ -10,10 +10,8 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use rowferry_capture::config::CaptureConfig;
 use rowferry_capture::pipeline::{self, CaptureError};
-use rowferry_capture::status::{self, CaptureStatus, State, StatusReceiver};
+use rowferry_capture::status::{self, CaptureStatus, State};
 use rowferry_shared::position::BinlogFilePosition;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::Stack;
 
@@ -85,61 +83,14 @@ pub fn config(toml: &str) -> Result<CaptureConfig> {
 }
 
 /// A capture pipeline running in this process.
-pub struct InProcess {
-    /// Cancels the pipeline (graceful stop).
-    pub cancel: CancellationToken,
-    /// Status updates.
-    pub status: StatusReceiver,
-    handle: JoinHandle<Result<(), CaptureError>>,
-}
+pub type InProcess = crate::pipeline::InProcess<CaptureStatus, CaptureError>;
 
 impl InProcess {
     /// Starts the pipeline.
     pub fn start(config: CaptureConfig) -> Self {
-        // Logs go to the test's output (shown for failing tests); RUST_LOG sets the level.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .with_test_writer()
-            .try_init();
-        let cancel = CancellationToken::new();
-        let (tx, rx) = status::channel();
-        let handle = tokio::spawn(pipeline::run(config, tx, cancel.clone()));
-        Self {
-            cancel,
-            status: rx,
-            handle,
-        }
-    }
-
-    /// Waits until `done` holds for the status (checked at every change and every 200 ms),
-    /// failing with `what` and the last status after `timeout`. A FAILED pipeline ends the wait
-    /// unless `done` accepts it.
-    pub async fn wait_until(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        done: impl Fn(&CaptureStatus) -> bool,
-    ) -> Result<CaptureStatus> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let status = self.status.borrow().clone();
-            if done(&status) {
-                return Ok(status);
-            }
-            if status.state == State::Failed {
-                bail!(
-                    "capture failed while waiting for {what}: {:?}",
-                    status.error
-                );
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("capture did not reach {what} within {timeout:?}: {status:?}");
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(200), self.status.changed()).await;
-        }
+        Self::spawn("capture", status::channel(), |tx, cancel| {
+            pipeline::run(config, tx, cancel)
+        })
     }
 
     /// Waits until the committed position reaches `target` (a file position on the source),
@@ -166,31 +117,6 @@ impl InProcess {
             status.state == state
         })
         .await
-    }
-
-    /// Stops gracefully and returns the pipeline's result.
-    pub async fn stop(self) -> Result<()> {
-        self.cancel.cancel();
-        match tokio::time::timeout(Duration::from_secs(60), self.handle).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => bail!("capture ended with an error: {e}"),
-            Ok(Err(e)) => bail!("capture task panicked: {e}"),
-            Err(_) => bail!("capture did not stop within 60 s"),
-        }
-    }
-
-    /// Ends the pipeline abruptly, as a crash would: no graceful stop, the open Kafka
-    /// transaction is left for the next instance to abort.
-    pub async fn kill(self) {
-        self.handle.abort();
-        let _ = self.handle.await;
-    }
-
-    /// Waits for the pipeline to end by itself (after a fatal error).
-    pub async fn join(self, timeout: Duration) -> Result<Result<(), CaptureError>> {
-        Ok(tokio::time::timeout(timeout, self.handle)
-            .await
-            .context("capture still running")??)
     }
 }
 

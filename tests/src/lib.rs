@@ -110,3 +110,4 @@ pub mod bench;
 pub mod capture;
 pub mod debezium;
 pub mod kafka;
+pub mod pipeline;
