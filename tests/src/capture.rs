@@ -111,6 +111,12 @@ impl InProcess {
         .await
     }
 
+    /// Waits (up to 60 s) until everything the source has written so far is committed.
+    pub async fn wait_caught_up(&mut self, admin: &mut Conn) -> Result<CaptureStatus> {
+        let end = binlog_end(admin).await?;
+        self.wait_committed(&end, Duration::from_secs(60)).await
+    }
+
     /// Waits for the pipeline to reach `state`.
     pub async fn wait_state(&mut self, state: State, timeout: Duration) -> Result<CaptureStatus> {
         self.wait_until(&format!("state {state:?}"), timeout, |status| {

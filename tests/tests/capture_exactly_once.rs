@@ -60,18 +60,14 @@ async fn a_clean_restart_continues_without_gap_or_duplicate() -> Result<()> {
 
     let mut first = InProcess::start(config(&toml)?);
     insert_seq(&mut admin, &db, 0, 100, 7).await?;
-    first
-        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
-        .await?;
+    first.wait_caught_up(&mut admin).await?;
     first.stop().await?;
 
     // Changes made while no capture runs are picked up after the restart.
     insert_seq(&mut admin, &db, 100, 200, 9).await?;
     let mut second = InProcess::start(config(&toml)?);
     insert_seq(&mut admin, &db, 200, 300, 1).await?;
-    second
-        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
-        .await?;
+    second.wait_caught_up(&mut admin).await?;
     second.stop().await?;
 
     assert_exactly_once(&counts(&stack, &format!("{name}.{db}.seq"))?, 0..300)
@@ -109,9 +105,7 @@ async fn split_and_resume(prefix: &str, split: &str) -> Result<()> {
 
     let mut capture = InProcess::start(config(&toml)?);
     insert_seq(&mut admin, &db, 1000, 1010, 1).await?;
-    capture
-        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
-        .await?;
+    capture.wait_caught_up(&mut admin).await?;
     capture.stop().await?;
     assert_exactly_once(&counts(&stack, &format!("{name}.{db}.seq"))?, 0..1010)
 }
@@ -153,9 +147,7 @@ async fn a_second_instance_with_the_same_name_fences_the_first() -> Result<()> {
 
     let mut first = InProcess::start(config(&first_toml)?);
     insert_seq(&mut admin, &db, 0, 50, 5).await?;
-    first
-        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
-        .await?;
+    first.wait_caught_up(&mut admin).await?;
 
     let mut second = InProcess::start(config(&second_toml)?);
     second
@@ -177,9 +169,7 @@ async fn a_second_instance_with_the_same_name_fences_the_first() -> Result<()> {
         "the fenced instance must stop with an error"
     );
 
-    second
-        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
-        .await?;
+    second.wait_caught_up(&mut admin).await?;
     second.stop().await?;
     assert_exactly_once(&counts(&stack, &format!("{name}.{db}.seq"))?, 0..150)
 }
@@ -203,9 +193,7 @@ async fn seek_replays_from_the_given_position_once() -> Result<()> {
     insert_seq(&mut admin, &db, 0, 50, 5).await?;
     let middle = binlog_end(&mut admin).await?;
     insert_seq(&mut admin, &db, 50, 100, 5).await?;
-    capture
-        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
-        .await?;
+    capture.wait_caught_up(&mut admin).await?;
     capture.stop().await?;
 
     // Seek back to the middle: rows 50..100 are sent again, then new rows once.
@@ -213,17 +201,13 @@ async fn seek_replays_from_the_given_position_once() -> Result<()> {
     seeking.source.seek = Some(middle.to_string());
     let mut capture = InProcess::start(seeking);
     insert_seq(&mut admin, &db, 100, 120, 5).await?;
-    capture
-        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
-        .await?;
+    capture.wait_caught_up(&mut admin).await?;
     capture.stop().await?;
 
     // A plain restart afterwards resumes from the stored position: nothing more is repeated.
     let mut capture = InProcess::start(config(&toml)?);
     insert_seq(&mut admin, &db, 120, 130, 5).await?;
-    capture
-        .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
-        .await?;
+    capture.wait_caught_up(&mut admin).await?;
     capture.stop().await?;
 
     let counts = counts(&stack, &format!("{name}.{db}.seq"))?;

@@ -262,9 +262,7 @@ async fn without_full_row_metadata_information_schema_fills_in() -> Result<()> {
                 "INSERT INTO `{db}`.t VALUES (18446744073709551615, 'max', 'b')"
             ))
             .await?;
-        let status = capture
-            .wait_committed(&binlog_end(&mut admin).await?, Duration::from_secs(60))
-            .await?;
+        let status = capture.wait_caught_up(&mut admin).await?;
         capture.stop().await?;
         ensure!(
             status.metadata_source.as_deref() == Some("information_schema"),
@@ -345,9 +343,7 @@ async fn mariadb_compressed_binlog_events_are_decoded() -> Result<()> {
             kinds.iter().any(|k| k.starts_with("Write_rows_compressed")),
             "no compressed events written: {kinds:?}"
         );
-        capture
-            .wait_committed(&binlog_end(&mut writer).await?, Duration::from_secs(60))
-            .await?;
+        capture.wait_caught_up(&mut writer).await?;
         capture.stop().await?;
         let records = read_committed(&stack.kafka_bootstrap, &format!("{name}.{db}.t"))?;
         let ops: Vec<String> = records
