@@ -141,11 +141,11 @@ impl<'a> Planner<'a> {
                 });
             }
             RowChange::Update { before, after } => {
-                let old_key = self.key_literal(columns, before)?;
-                let new_key = self.key_literal(columns, after)?;
-                if old_key != new_key {
+                if self.key_changed(columns, before, after)? {
                     if keep_deletes {
-                        ops.push(Op::Delete { key: old_key });
+                        ops.push(Op::Delete {
+                            key: self.key_literal(columns, before)?,
+                        });
                     }
                     ops.push(Op::Write {
                         columns,
@@ -154,7 +154,7 @@ impl<'a> Planner<'a> {
                 } else if self.mode == WriteMode::Insert {
                     ops.push(Op::Update {
                         columns,
-                        key: new_key,
+                        key: self.key_literal(columns, after)?,
                         row: after,
                     });
                 } else {
@@ -210,6 +210,28 @@ impl<'a> Planner<'a> {
     }
 
     /// The key of `row` as a SQL tuple literal (also the coalescing identity).
+    /// Where the key column `target_index` is in the record's values.
+    fn key_position(&self, columns: &[usize], target_index: usize) -> Result<usize, PlanError> {
+        columns
+            .iter()
+            .position(|c| *c == target_index)
+            .ok_or_else(|| PlanError::MissingKey {
+                table: self.table.schema.id.to_string(),
+                column: self.table.schema.columns[target_index].name.clone(),
+            })
+    }
+
+    /// Whether an update changes the row's key (compared as values, no literal built).
+    fn key_changed(&self, columns: &[usize], before: &Row, after: &Row) -> Result<bool, PlanError> {
+        for target_index in self.table.schema.key.columns() {
+            let position = self.key_position(columns, *target_index)?;
+            if before.get(position) != after.get(position) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn key_literal(&self, columns: &[usize], row: &Row) -> Result<String, PlanError> {
         let key = self.table.schema.key.columns();
         let mut out = String::new();
@@ -217,13 +239,7 @@ impl<'a> Planner<'a> {
             out.push('(');
         }
         for (n, target_index) in key.iter().enumerate() {
-            let position = columns
-                .iter()
-                .position(|c| c == target_index)
-                .ok_or_else(|| PlanError::MissingKey {
-                    table: self.table.schema.id.to_string(),
-                    column: self.table.schema.columns[*target_index].name.clone(),
-                })?;
+            let position = self.key_position(columns, *target_index)?;
             if n > 0 {
                 out.push(',');
             }
