@@ -2,8 +2,7 @@
 //! the configured fallback), Debezium JSON with or without its schema, protobuf.
 
 use rowferry_shared::codec::{
-    DebeziumJsonDecoder, DecodeError, DecodedChange, decode_debezium_payload,
-    decode_protobuf_change,
+    DebeziumJsonDecoder, DecodeError, DecodedChange, ProtobufDecoder, decode_debezium_payload,
 };
 use rowferry_shared::event::{TableId, TableSchema};
 use serde::Deserialize;
@@ -51,20 +50,28 @@ pub fn format_of(record: &Record, fallback: FormatFallback) -> Format {
     }
 }
 
-/// Decodes a record whose format carries its own types.
-/// `json` remembers the columns of each Connect schema it has read.
-pub fn decode_typed(
-    record: &Record,
-    format: Format,
-    json: &mut DebeziumJsonDecoder,
-) -> Result<DecodedChange, DecodeError> {
-    let value = record.payload();
-    if value.is_empty() {
-        return Err(DecodeError::Tombstone);
-    }
-    match format {
-        Format::Protobuf => decode_protobuf_change(record.key(), value),
-        Format::JsonWithSchema | Format::JsonPayload => json.decode(record.key(), value),
+/// The decoders of the formats that carry their own types; each remembers the schemas it
+/// has read.
+#[derive(Default)]
+pub struct TypedDecoders {
+    json: DebeziumJsonDecoder,
+    protobuf: ProtobufDecoder,
+}
+
+impl TypedDecoders {
+    /// Decodes a record whose format carries its own types.
+    pub fn decode(
+        &mut self,
+        record: &Record,
+        format: Format,
+    ) -> Result<DecodedChange, DecodeError> {
+        let Some(value) = record.value.as_ref().filter(|v| !v.is_empty()) else {
+            return Err(DecodeError::Tombstone);
+        };
+        match format {
+            Format::Protobuf => self.protobuf.decode(record.key.as_ref(), value),
+            Format::JsonWithSchema | Format::JsonPayload => self.json.decode(record.key(), value),
+        }
     }
 }
 

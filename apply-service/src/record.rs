@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use rdkafka::Message;
 use rdkafka::message::{BorrowedMessage, Headers, OwnedHeaders};
 
@@ -28,9 +29,9 @@ pub struct Record {
     /// Offset.
     pub offset: i64,
     /// Key bytes.
-    pub key: Option<Vec<u8>>,
-    /// Value bytes (`None`: a tombstone).
-    pub value: Option<Vec<u8>>,
+    pub key: Option<Bytes>,
+    /// Value bytes (`None`: a tombstone). Shared, so decoders can slice it without copying.
+    pub value: Option<Bytes>,
     /// The declared value format.
     pub content_type: ContentType,
     /// `rowferry.source.gtid`, when kept.
@@ -76,8 +77,8 @@ impl Record {
             topic,
             partition: message.partition(),
             offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec),
+            key: message.key().map(Bytes::copy_from_slice),
+            value: message.payload().map(Bytes::copy_from_slice),
             content_type,
             gtid,
             headers: if keep.headers {

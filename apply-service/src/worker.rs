@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_async::Conn;
-use rowferry_shared::codec::{DebeziumJsonDecoder, DecodeError, DecodedChange};
+use rowferry_shared::codec::{DecodeError, DecodedChange, DecodedColumn};
 use rowferry_shared::event::{RowKey, TableId, TableSchema};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ApplyConfig;
 use crate::dead_letter::DeadLetter;
-use crate::decode::{self, Format};
+use crate::decode::{self, Format, TypedDecoders};
 use crate::planner::Change;
 use crate::record::Record;
 use crate::status::{PartitionStatus, StatusSender, partition_key};
@@ -73,6 +73,8 @@ struct Shape {
     source: TableId,
     /// The record's column names, in order.
     names: Vec<String>,
+    /// The decoder's description of those columns: a record sharing it has the same columns.
+    decoded: Arc<[DecodedColumn]>,
     /// Its target table, checked against those columns.
     table: Arc<TargetTable>,
     /// Where each column goes in the target table.
@@ -83,12 +85,13 @@ impl Shape {
     /// Whether `decoded` has this shape's table and columns.
     fn fits(&self, decoded: &DecodedChange) -> bool {
         decoded.table == self.source
-            && self.names.len() == decoded.columns.len()
-            && self
-                .names
-                .iter()
-                .zip(&decoded.columns)
-                .all(|(n, c)| *n == c.name)
+            && (Arc::ptr_eq(&self.decoded, &decoded.columns)
+                || self.names.len() == decoded.columns.len()
+                    && self
+                        .names
+                        .iter()
+                        .zip(decoded.columns.iter())
+                        .all(|(n, c)| *n == c.name))
     }
 }
 
@@ -104,7 +107,7 @@ pub struct Worker {
     tables: HashMap<TableId, Arc<TargetTable>>,
     last_shape: Option<Shape>,
     payload_schema: Option<(TableId, Arc<TableSchema>)>,
-    json: DebeziumJsonDecoder,
+    decoders: TypedDecoders,
     cancel: CancellationToken,
 }
 
@@ -129,7 +132,7 @@ impl Worker {
             tables: HashMap::new(),
             last_shape: None,
             payload_schema: None,
-            json: DebeziumJsonDecoder::new(),
+            decoders: TypedDecoders::default(),
             cancel,
         }
     }
@@ -257,7 +260,7 @@ impl Worker {
                         transactions.push(transaction_of(
                             &record,
                             self.shared.config.kafka.format,
-                            &mut self.json,
+                            &mut self.decoders,
                         ));
                     }
                     batch.push(record);
@@ -349,7 +352,7 @@ impl Worker {
                 Ok(decoded) => decoded,
                 Err(reason) => return Ok(Err(reason)),
             },
-            _ => decode::decode_typed(record, format, &mut self.json),
+            _ => self.decoders.decode(record, format),
         };
         let mut decoded = match decoded {
             Ok(decoded) => decoded,
@@ -381,6 +384,7 @@ impl Worker {
                 self.last_shape.insert(Shape {
                     source: decoded.table.clone(),
                     names: decoded.columns.iter().map(|c| c.name.clone()).collect(),
+                    decoded: decoded.columns.clone(),
                     table,
                     columns,
                 })
@@ -560,14 +564,15 @@ fn complete_prefix(transactions: &[Option<String>], ended: bool) -> usize {
 fn transaction_of(
     record: &Record,
     fallback: crate::config::FormatFallback,
-    json: &mut DebeziumJsonDecoder,
+    decoders: &mut TypedDecoders,
 ) -> Option<String> {
     if let Some(gtid) = &record.gtid {
         return Some(gtid.to_string());
     }
     let format = decode::format_of(record, fallback);
     match format {
-        Format::Protobuf | Format::JsonWithSchema => decode::decode_typed(record, format, json)
+        Format::Protobuf | Format::JsonWithSchema => decoders
+            .decode(record, format)
             .ok()
             .and_then(|d| d.transaction.map(|t| t.id)),
         Format::JsonPayload => decode::peek_transaction(record),

@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use decode::{
-    ColumnKind, DebeziumJsonDecoder, DecodeError, DecodedChange, DecodedColumn,
+    ColumnKind, DebeziumJsonDecoder, DecodeError, DecodedChange, DecodedColumn, ProtobufDecoder,
     decode_debezium_json, decode_debezium_payload, decode_protobuf_change,
 };
 pub use error::{CodecError, ColumnRef};

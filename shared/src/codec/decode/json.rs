@@ -105,8 +105,12 @@ struct Column {
 /// and the key of each record. Results are those of [`decode_debezium_json`].
 #[derive(Default)]
 pub struct DebeziumJsonDecoder {
-    schemas: HashMap<Box<str>, Arc<[Column]>>,
+    schemas: HashMap<Box<str>, SchemaColumns>,
 }
+
+/// The columns read from one schema text: with their readers, and as decoded changes carry
+/// them.
+type SchemaColumns = (Arc<[Column]>, Arc<[DecodedColumn]>);
 
 /// Distinct schemas a [`DebeziumJsonDecoder`] remembers.
 const SCHEMA_CACHE: usize = 256;
@@ -151,23 +155,30 @@ impl DebeziumJsonDecoder {
         if payload.is_null() {
             return Err(DecodeError::Tombstone);
         }
-        let columns = match self.schemas.get(schema.get()) {
+        let (columns, decoded) = match self.schemas.get(schema.get()) {
             Some(columns) => columns.clone(),
             None => {
                 let parsed: Json = serde_json::from_str(schema.get()).map_err(not_json)?;
                 let columns: Arc<[Column]> = columns_from_envelope_schema(&parsed)?.into();
+                let decoded = decoded_columns(&columns);
                 if self.schemas.len() >= SCHEMA_CACHE {
                     self.schemas.clear();
                 }
-                self.schemas.insert(schema.get().into(), columns.clone());
-                columns
+                self.schemas
+                    .insert(schema.get().into(), (columns.clone(), decoded.clone()));
+                (columns, decoded)
             }
         };
         let key_columns = match key {
             Some(key) => key_columns_from_json(&parse("key", key)?, None)?,
             None => Vec::new(),
         };
-        decode_payload(object(&payload, "payload")?, &columns, key_columns)
+        decode_payload(
+            object(&payload, "payload")?,
+            &columns,
+            decoded,
+            key_columns.into(),
+        )
     }
 }
 
@@ -200,7 +211,12 @@ pub fn decode_debezium_json(
         Some(key) => key_columns_from_json(&parse("key", key)?, None)?,
         None => Vec::new(),
     };
-    decode_payload(payload, &columns, key_columns)
+    decode_payload(
+        payload,
+        &columns,
+        decoded_columns(&columns),
+        key_columns.into(),
+    )
 }
 
 /// Decodes the payload of a Debezium JSON record written without its schema (Kafka
@@ -262,7 +278,12 @@ pub fn decode_debezium_payload(
             .map(|c| c.name.clone())
             .collect(),
     };
-    decode_payload(payload, &columns, key_columns)
+    decode_payload(
+        payload,
+        &columns,
+        decoded_columns(&columns),
+        key_columns.into(),
+    )
 }
 
 fn parse(part: &'static str, bytes: &[u8]) -> Result<Json, DecodeError> {
@@ -508,11 +529,18 @@ fn key_columns_from_json(
     }
 }
 
-/// Reads the payload: images through `columns`, then `source`, `transaction`, `op`, times.
+/// The column descriptions a decoded change carries.
+fn decoded_columns(columns: &[Column]) -> Arc<[DecodedColumn]> {
+    columns.iter().map(|c| c.decoded.clone()).collect()
+}
+
+/// Reads the payload: images through `columns` (described by `decoded`), then `source`,
+/// `transaction`, `op`, times.
 fn decode_payload(
     payload: &Map<String, Json>,
     columns: &[Column],
-    key_columns: Vec<String>,
+    decoded: Arc<[DecodedColumn]>,
+    key_columns: Arc<[String]>,
 ) -> Result<DecodedChange, DecodeError> {
     let op = payload
         .get("op")
@@ -533,7 +561,7 @@ fn decode_payload(
     Ok(DecodedChange {
         table,
         change,
-        columns: columns.iter().map(|c| c.decoded.clone()).collect(),
+        columns: decoded,
         key_columns,
         source,
         transaction,

@@ -8,7 +8,8 @@
 //!   `name`, `parameters`), so records written by Debezium itself decode as well as ours.
 //! - [`decode_debezium_payload`]: the payload alone (`schemas.enable=false`), typed by a
 //!   [`TableSchema`] the caller supplies (apply reads the target table's column types).
-//! - [`decode_protobuf_change`]: `rowferry.event.v1.ChangeEvent`, whose values are exact.
+//! - [`decode_protobuf_change`] (and [`ProtobufDecoder`] for a stream of records):
+//!   `rowferry.event.v1.ChangeEvent`, whose values are exact.
 //!
 //! Debezium JSON is lossy where Debezium is (see the `debezium` encoder module); the decoder
 //! returns what the record says and leaves the repair to apply, which knows the target column:
@@ -35,7 +36,9 @@ mod text;
 mod tests;
 
 pub use json::{DebeziumJsonDecoder, decode_debezium_json, decode_debezium_payload};
-pub use protobuf::decode_protobuf_change;
+pub use protobuf::{ProtobufDecoder, decode_protobuf_change};
+
+use std::sync::Arc;
 
 use crate::event::{RowChange, SourceInfo, TableId, TransactionInfo};
 
@@ -48,11 +51,11 @@ pub struct DecodedChange {
     /// that order.
     pub change: RowChange,
     /// The columns of the row images, in order.
-    pub columns: Vec<DecodedColumn>,
+    pub columns: Arc<[DecodedColumn]>,
     /// The names of the columns that identify the row, in key order: from the record key when
     /// one was given, else from what the value knows of the key (protobuf's schema, the
     /// caller's `TableSchema`); empty for tables without a key.
-    pub key_columns: Vec<String>,
+    pub key_columns: Arc<[String]>,
     /// Where the change was read. From Debezium JSON, `flavor` is MariaDB when the GTID has
     /// MariaDB's `domain-server-sequence` form and MySQL otherwise (Debezium always writes
     /// `connector: mysql`); `ts_us` is `source.ts_us`, or `source.ts_ms` × 1000 without it.

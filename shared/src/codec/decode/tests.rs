@@ -147,7 +147,7 @@ fn every_column_type_round_trips_in_every_format() -> anyhow::Result<()> {
             let names: Vec<&str> = decoded.columns.iter().map(|c| c.name.as_str()).collect();
             let expected: Vec<&str> = cases.iter().map(|c| c.name).collect();
             assert_eq!(names, expected, "{format}");
-            assert_eq!(decoded.key_columns, ["c_int"], "{format}");
+            assert_eq!(*decoded.key_columns, ["c_int"], "{format}");
             assert_eq!(decoded.key_indexes(), Some(vec![6]), "{format}");
             assert_eq!(decoded.source, original.source, "{format} {op}");
             assert_eq!(decoded.transaction, original.transaction, "{format} {op}");
@@ -186,6 +186,73 @@ fn the_caching_json_decoder_matches_the_one_shot_decoder() -> anyhow::Result<()>
     );
     assert!(decoder.decode(None, b"{\"payload\":{}}").is_err());
     assert!(decoder.decode(None, b"\xff\x00").is_err());
+    Ok(())
+}
+
+/// The schema-caching protobuf decoder gives what the one-shot decoder gives, shares one
+/// column description among the records of a schema, takes key columns from a key that names
+/// others than the schema's primary key, and refuses a row whose column names do not match.
+#[test]
+fn the_caching_protobuf_decoder_matches_the_one_shot_decoder() -> anyhow::Result<()> {
+    use crate::pb::event::v1 as pb;
+    use bytes::Bytes;
+    use prost::Message as _;
+
+    let cases = every_type();
+    let schema = every_type_table(&cases);
+    let row: Vec<Value> = cases.iter().map(|c| c.value.clone()).collect();
+    let mut decoder = ProtobufDecoder::new();
+    let mut first_columns: Option<std::sync::Arc<[DecodedColumn]>> = None;
+    for _ in 0..2 {
+        for original in every_type_events(&schema, &row) {
+            let record = encode(ValueFormat::Protobuf, &original)?;
+            let once = decode_protobuf_change(record.key.as_deref(), &record.value)?;
+            let key = record.key.clone().map(Bytes::from);
+            let cached = decoder.decode(key.as_ref(), &Bytes::from(record.value.clone()))?;
+            assert_eq!(cached, once);
+            let first = first_columns.get_or_insert_with(|| cached.columns.clone());
+            assert!(std::sync::Arc::ptr_eq(first, &cached.columns));
+        }
+    }
+
+    let record = encode(
+        ValueFormat::Protobuf,
+        &event(&schema, RowChange::Insert { after: row }),
+    )?;
+    let value = Bytes::from(record.value.clone());
+    let other_key = pb::ChangeKey {
+        columns: vec![pb::Column {
+            name: "c_varchar".to_owned(),
+            value: None,
+        }],
+    };
+    let decoded = decoder.decode(Some(&Bytes::from(other_key.encode_to_vec())), &value)?;
+    assert_eq!(*decoded.key_columns, ["c_varchar"]);
+
+    let mut renamed = pb::ChangeEvent::decode(&record.value[..])?;
+    let after = renamed.after.as_mut().context("no after image")?;
+    after.columns[1].name = "not_a_column".to_owned();
+    let error = decoder
+        .decode(None, &Bytes::from(renamed.encode_to_vec()))
+        .err()
+        .context("a renamed column decoded")?
+        .to_string();
+    assert!(error.contains("not_a_column"), "{error}");
+    assert!(error.contains("where the schema has"), "{error}");
+
+    let mut schemaless = pb::ChangeEvent::decode(&record.value[..])?;
+    schemaless.schema = None;
+    let error = decoder
+        .decode(None, &Bytes::from(schemaless.encode_to_vec()))
+        .err()
+        .context("a record without schema decoded")?
+        .to_string();
+    assert!(error.contains("no table `schema`"), "{error}");
+    assert!(
+        decoder
+            .decode(None, &Bytes::new())
+            .is_err_and(|e| e.is_tombstone())
+    );
     Ok(())
 }
 
@@ -401,7 +468,7 @@ fn decodes_a_debezium_envelope_field_by_field() -> anyhow::Result<()> {
         ]
     );
     assert!(decoded.columns.iter().all(|c| c.sql_type.is_none()));
-    assert_eq!(decoded.key_columns, ["id"]);
+    assert_eq!(*decoded.key_columns, ["id"]);
     let source = &decoded.source;
     assert_eq!(source.flavor, Flavor::MySql);
     assert_eq!(source.name, "dbserver1");
