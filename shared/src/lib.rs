@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod config;
 pub mod event;
+pub mod lifecycle;
 pub mod pb;
 pub mod position;
 pub mod signal;
