@@ -275,9 +275,17 @@ pub struct FilterConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlConfig {
-    /// Listen address of the gRPC control API; empty disables it.
+    /// Listen address of the gRPC control API; empty disables it (the process then exits
+    /// when the pipeline stops or fails, as nothing could restart it).
     #[serde(default = "default_grpc")]
     pub grpc_listen: String,
+    /// Start the pipeline when the process starts (else it waits, STOPPED, for a Start).
+    #[serde(default = "default_autostart")]
+    pub autostart: bool,
+}
+
+fn default_autostart() -> bool {
+    true
 }
 
 fn default_grpc() -> String {
@@ -288,6 +296,7 @@ impl Default for ControlConfig {
     fn default() -> Self {
         Self {
             grpc_listen: default_grpc(),
+            autostart: default_autostart(),
         }
     }
 }

@@ -1,47 +1,103 @@
-//! The gRPC control endpoint: `rowferry.capture.v1.CaptureControl` (GetStatus for now), the
-//! standard health service and server reflection.
+//! The gRPC control endpoint: `rowferry.capture.v1.CaptureControl` over the shared lifecycle
+//! controller, the standard health service (SERVING only while RUNNING or PAUSED) and server
+//! reflection.
 
-use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
 
+use rowferry_shared::control::{self as shared_control, ControlTimeouts};
+use rowferry_shared::lifecycle::{Controller, Pipeline, RunControl, RunFuture, State};
 use rowferry_shared::pb::capture::v1 as pb;
 use rowferry_shared::pb::capture::v1::capture_control_server::{
     CaptureControl, CaptureControlServer,
 };
+use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::status::{CaptureStatus, State, StatusReceiver};
+use crate::config::CaptureConfig;
+use crate::pipeline::{self, CaptureError};
+use crate::status::{CaptureStatus, StatusReceiver, StatusSender};
 
-/// Serves the control API from the pipeline's status channel.
+/// The capture pipeline as the controller runs it: each run reads the configuration as it
+/// is then.
+pub struct CapturePipeline {
+    config: CaptureConfig,
+    status: StatusSender,
+}
+
+impl CapturePipeline {
+    /// A pipeline reporting to `status`.
+    pub fn new(config: CaptureConfig, status: StatusSender) -> Self {
+        Self { config, status }
+    }
+
+    /// Follows the pipeline's own status.
+    pub fn subscribe(&self) -> StatusReceiver {
+        self.status.subscribe()
+    }
+}
+
+impl Pipeline for CapturePipeline {
+    type Error = CaptureError;
+
+    fn run(self: Arc<Self>, control: RunControl) -> RunFuture<CaptureError> {
+        Box::pin(async move {
+            pipeline::run_controlled(self.config.clone(), self.status.clone(), control).await
+        })
+    }
+
+    fn phase(&self) -> State {
+        self.status.borrow().state
+    }
+}
+
+/// Serves the control API.
 pub struct Control {
     name: String,
-    status: StatusReceiver,
+    controller: Arc<Controller<CapturePipeline>>,
+    started: Instant,
+    /// Fired when the server shuts down: ends the open status streams.
+    shutdown: CancellationToken,
 }
 
 impl Control {
     /// A control service for the capture called `name`.
-    pub fn new(name: String, status: StatusReceiver) -> Self {
-        Self { name, status }
+    pub fn new(name: String, controller: Arc<Controller<CapturePipeline>>) -> Self {
+        Self {
+            name,
+            controller,
+            started: Instant::now(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    fn status(&self) -> pb::CaptureStatus {
+        let status = self.controller.pipeline().subscribe().borrow().clone();
+        to_proto(&self.name, &status, &self.controller, self.started)
     }
 }
 
-fn state(state: State) -> pb::State {
-    match state {
-        State::Stopped => pb::State::Stopped,
-        State::Starting => pb::State::Starting,
-        State::Running => pb::State::Running,
-        State::Retrying => pb::State::Retrying,
-        State::Stopping => pb::State::Stopping,
-        State::Failed => pb::State::Failed,
-    }
-}
-
-/// The status as the API reports it.
-pub fn to_proto(name: &str, status: &CaptureStatus) -> pb::CaptureStatus {
+/// The status as the API reports it: the pipeline's own report, with the lifecycle state and
+/// error the controller knows.
+pub fn to_proto(
+    name: &str,
+    status: &CaptureStatus,
+    controller: &Controller<CapturePipeline>,
+    started: Instant,
+) -> pb::CaptureStatus {
+    let view = controller.view();
+    let state = view.state(status.state);
+    let error = match state {
+        State::Running | State::Paused | State::Starting | State::Snapshotting => None,
+        State::Retrying => status.error.clone(),
+        _ => view.error.clone().or_else(|| status.error.clone()),
+    };
     pb::CaptureStatus {
         name: name.to_owned(),
-        state: state(status.state) as i32,
-        error: status.error.clone().unwrap_or_default(),
+        state: shared_control::state_to_proto(state) as i32,
+        error: error.unwrap_or_default(),
         flavor: status.flavor.clone().unwrap_or_default(),
         server_version: status.server_version.clone().unwrap_or_default(),
         metadata_source: status.metadata_source.clone().unwrap_or_default(),
@@ -61,69 +117,169 @@ pub fn to_proto(name: &str, status: &CaptureStatus) -> pb::CaptureStatus {
         records_committed: status.records_committed,
         kafka_transactions: status.kafka_transactions,
         source_transactions: status.source_transactions,
+        server_id: status
+            .committed
+            .as_ref()
+            .map(|p| p.source_server_id)
+            .unwrap_or_default(),
+        last_event_time: status
+            .committed
+            .as_ref()
+            .filter(|p| p.source_ts_ms > 0)
+            .map(|p| shared_control::timestamp_from_ms(p.source_ts_ms)),
+        counters: None,
+        tables: Vec::new(),
+        uptime: Some(shared_control::duration_to_proto(started.elapsed())),
+        build: Some(shared_control::build_info(
+            "rowferry-capture",
+            env!("CARGO_PKG_VERSION"),
+        )),
     }
 }
 
+type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::WatchStatusResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl CaptureControl for Control {
+    async fn start(
+        &self,
+        _request: Request<pb::StartRequest>,
+    ) -> Result<Response<pb::StartResponse>, Status> {
+        self.controller
+            .start()
+            .await
+            .map_err(shared_control::to_grpc)?;
+        Ok(Response::new(pb::StartResponse {
+            status: Some(self.status()),
+        }))
+    }
+
+    async fn stop(
+        &self,
+        request: Request<pb::StopRequest>,
+    ) -> Result<Response<pb::StopResponse>, Status> {
+        let timeout = ControlTimeouts::of(&request, request.get_ref().timeout.as_ref())?;
+        self.controller
+            .stop(timeout)
+            .await
+            .map_err(shared_control::to_grpc)?;
+        Ok(Response::new(pb::StopResponse {
+            status: Some(self.status()),
+        }))
+    }
+
+    async fn pause(
+        &self,
+        request: Request<pb::PauseRequest>,
+    ) -> Result<Response<pb::PauseResponse>, Status> {
+        let timeout = ControlTimeouts::of(&request, request.get_ref().timeout.as_ref())?;
+        self.controller
+            .pause(timeout)
+            .await
+            .map_err(shared_control::to_grpc)?;
+        Ok(Response::new(pb::PauseResponse {
+            status: Some(self.status()),
+        }))
+    }
+
+    async fn resume(
+        &self,
+        _request: Request<pb::ResumeRequest>,
+    ) -> Result<Response<pb::ResumeResponse>, Status> {
+        self.controller
+            .resume()
+            .await
+            .map_err(shared_control::to_grpc)?;
+        Ok(Response::new(pb::ResumeResponse {
+            status: Some(self.status()),
+        }))
+    }
+
+    async fn seek(
+        &self,
+        _request: Request<pb::SeekRequest>,
+    ) -> Result<Response<pb::SeekResponse>, Status> {
+        Err(Status::unimplemented(
+            "Seek over gRPC is not available in this version; stop the capture and restart it \
+             with --seek earliest|latest|file:pos|gtid:<set>",
+        ))
+    }
+
     async fn get_status(
         &self,
         _request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
-        let status = self.status.borrow().clone();
         Ok(Response::new(pb::GetStatusResponse {
-            status: Some(to_proto(&self.name, &status)),
+            status: Some(self.status()),
         }))
+    }
+
+    type WatchStatusStream = StatusStream;
+
+    async fn watch_status(
+        &self,
+        _request: Request<pb::WatchStatusRequest>,
+    ) -> Result<Response<Self::WatchStatusStream>, Status> {
+        let name = self.name.clone();
+        let controller = self.controller.clone();
+        let started = self.started;
+        let stream = shared_control::watch(
+            controller.pipeline().subscribe(),
+            controller.subscribe(),
+            self.shutdown.clone(),
+            move |status| pb::WatchStatusResponse {
+                status: Some(to_proto(&name, status, &controller, started)),
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn snapshot(
+        &self,
+        _request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        Err(Status::unimplemented(
+            "incremental snapshots are not available in this version of rowferry-capture",
+        ))
     }
 }
 
 /// Why the control endpoint could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    /// The listen address does not parse.
-    #[error("invalid control.grpc_listen {0:?}: expected host:port, e.g. 127.0.0.1:50051")]
-    Address(String),
-    /// Binding or serving failed.
-    #[error("gRPC control endpoint on {address}: {detail}")]
-    Serve { address: String, detail: String },
-}
+pub use rowferry_shared::control::EndpointError as ControlError;
 
 /// Binds the control endpoint (done before the pipeline starts, so a taken port is an error
 /// at startup, not a silent absence).
 pub async fn bind(listen: &str) -> Result<tokio::net::TcpListener, ControlError> {
-    let address: SocketAddr = listen
-        .parse()
-        .map_err(|_| ControlError::Address(listen.to_owned()))?;
-    tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|e| ControlError::Serve {
-            address: listen.to_owned(),
-            detail: format!("{e}; choose another port with control.grpc_listen"),
-        })
+    shared_control::bind(listen).await
 }
 
-/// Serves the control API on `listener` until `shutdown` fires.
+/// Serves the control API on `listener` until `shutdown` fires; the health service follows
+/// the pipeline's state.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     control: Control,
     shutdown: CancellationToken,
 ) -> Result<(), ControlError> {
+    let control = Control {
+        shutdown: shutdown.clone(),
+        ..control
+    };
     let address = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let serve_error = |e: &dyn std::fmt::Display| ControlError::Serve {
-        address: address.clone(),
-        detail: e.to_string(),
-    };
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<CaptureControlServer<Control>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(rowferry_shared::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| serve_error(&e))?;
+    let controller = control.controller.clone();
+    let health_task = shared_control::follow_health::<CaptureControlServer<Control>, _>(
+        health,
+        controller.pipeline().subscribe(),
+        controller.subscribe(),
+        |status: &CaptureStatus| status.state,
+        shutdown.clone(),
+    );
+    let reflection = shared_control::reflection()?;
     tracing::info!(%address, "gRPC control endpoint listening");
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(CaptureControlServer::new(control))
@@ -131,6 +287,10 @@ pub async fn serve(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown.cancelled_owned(),
         )
-        .await
-        .map_err(|e| serve_error(&e))
+        .await;
+    health_task.abort();
+    served.map_err(|e| ControlError::Serve {
+        address,
+        detail: e.to_string(),
+    })
 }

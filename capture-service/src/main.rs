@@ -2,12 +2,14 @@
 //! row, exactly once.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use rowferry_capture::config::CaptureConfig;
-use rowferry_capture::control::{self, Control};
-use rowferry_capture::{pipeline, status};
+use rowferry_capture::control::{self, CapturePipeline, Control};
+use rowferry_capture::status;
+use rowferry_shared::lifecycle::Controller;
 use tokio_util::sync::CancellationToken;
 
 // Capture allocates a few small buffers per row; mimalloc makes that markedly cheaper than
@@ -48,45 +50,34 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let cancel = CancellationToken::new();
-        let (status_tx, mut status_rx) = status::channel();
-        let signals = {
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                rowferry_shared::signal::stop_signal().await;
-                tracing::info!("stop requested: finishing the transaction in flight");
-                cancel.cancel();
-            })
-        };
-        let server_stop = CancellationToken::new();
-        let server = if config.control.grpc_listen.is_empty() {
+        let (status_tx, _) = status::channel();
+        let name = config.name.clone();
+        let control_config = config.control.clone();
+        let pipeline = Arc::new(CapturePipeline::new(config, status_tx));
+        let controller = Arc::new(Controller::new("capture", pipeline));
+        let endpoint = if control_config.grpc_listen.is_empty() {
             None
         } else {
-            let control = Control::new(config.name.clone(), status_rx.clone());
-            let listener = control::bind(&config.control.grpc_listen).await?;
-            let stop = server_stop.clone();
-            Some(tokio::spawn(async move {
-                if let Err(error) = control::serve(listener, control, stop).await {
-                    tracing::error!(%error, "control endpoint stopped");
+            let listener = control::bind(&control_config.grpc_listen).await?;
+            let stop = CancellationToken::new();
+            let service = Control::new(name, controller.clone());
+            let server = tokio::spawn({
+                let stop = stop.clone();
+                async move {
+                    if let Err(error) = control::serve(listener, service, stop).await {
+                        tracing::error!(%error, "control endpoint stopped");
+                    }
                 }
-            }))
+            });
+            Some((stop, server))
         };
-        tokio::spawn(async move {
-            let mut last = None;
-            while status_rx.changed().await.is_ok() {
-                let state = status_rx.borrow().state;
-                if last != Some(state) {
-                    tracing::info!(?state, "capture state");
-                    last = Some(state);
-                }
-            }
-        });
-        let result = pipeline::run(config, status_tx, cancel).await;
-        signals.abort();
-        server_stop.cancel();
-        if let Some(server) = server {
-            let _ = server.await;
-        }
-        result.map_err(anyhow::Error::from)
+        rowferry_shared::control::run_process(
+            controller,
+            endpoint,
+            control_config.autostart,
+            rowferry_shared::control::DEFAULT_TIMEOUT,
+        )
+        .await
+        .map_err(|error| anyhow::anyhow!(error))
     })
 }

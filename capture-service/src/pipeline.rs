@@ -38,6 +38,7 @@ use crate::kafka::offsets::{
 use crate::kafka::writer::{TransactionalWriter, client_config};
 use crate::source::{self, SourceError, SourceFacts, StreamStart};
 use crate::status::{State, StatusSender};
+use rowferry_shared::lifecycle::RunControl;
 
 /// Why a capture stopped.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +102,16 @@ pub async fn run(
     status: StatusSender,
     cancel: CancellationToken,
 ) -> Result<(), CaptureError> {
+    run_controlled(config, status, RunControl::unmanaged(cancel)).await
+}
+
+/// [`run`] under a controller: also pauses at transaction boundaries when asked.
+pub async fn run_controlled(
+    config: CaptureConfig,
+    status: StatusSender,
+    control: RunControl,
+) -> Result<(), CaptureError> {
+    let cancel = control.cancel_token().clone();
     let initial = Duration::from_millis(config.source.retry_initial_ms.max(50));
     let mut delay = initial;
     // A seek applies until its first commit; restarts after that resume from what was stored.
@@ -113,7 +124,7 @@ pub async fn run(
             s.state = State::Starting;
         });
         let started = Instant::now();
-        let result = run_once(&config, &status, &cancel, &seek).await;
+        let result = run_once(&config, &status, &control, &seek).await;
         match result {
             Ok(()) => {
                 status.send_modify(|s| {
@@ -163,7 +174,7 @@ pub async fn run(
 async fn run_once(
     config: &CaptureConfig,
     status: &StatusSender,
-    cancel: &CancellationToken,
+    control: &RunControl,
     seek: &SeekState,
 ) -> Result<(), CaptureError> {
     let filter = Filter::new(&config.filter)?;
@@ -284,7 +295,7 @@ async fn run_once(
         lag_updated: None,
         last_end: start.file.pos,
     };
-    let result = streamer.stream(stream, cancel).await;
+    let result = streamer.stream(stream, control).await;
     if result.is_err() {
         // Release read_committed consumers now rather than at the transaction timeout.
         streamer.writer.abort().await;
@@ -478,8 +489,9 @@ impl Streamer<'_> {
     async fn stream(
         &mut self,
         mut stream: BinlogStream,
-        cancel: &CancellationToken,
+        control: &RunControl,
     ) -> Result<(), CaptureError> {
+        let cancel = control.cancel_token();
         self.status.send_modify(|s| {
             s.state = State::Running;
             s.error = None;
@@ -505,6 +517,17 @@ impl Streamer<'_> {
                     return Ok(());
                 }
             }
+            if stopping.is_none() && control.pause_requested() && self.group.is_none() {
+                // Paused at a transaction boundary with everything read committed. The source
+                // may drop the idle connection meanwhile; then the read after resuming fails
+                // and the capture reconnects from the committed position, as after any
+                // interruption.
+                self.commit_boundary(true).await?;
+                self.writer.reap(true).await?;
+                self.report_completed();
+                control.hold().await;
+                continue;
+            }
             let wait = if self.writer.commit_in_flight() {
                 Duration::from_millis(5)
             } else if self.writer.is_open() && self.group.is_none() {
@@ -519,6 +542,7 @@ impl Streamer<'_> {
                     continue;
                 }
                 () = cancel.cancelled(), if stopping.is_none() => continue,
+                () = control.pause_wanted(), if self.group.is_none() && !control.pause_requested() => continue,
             };
             let event = match next {
                 Some(Ok(event)) => event,

@@ -5,24 +5,9 @@ use tokio::sync::watch;
 
 use crate::kafka::offsets::StoredPosition;
 
-/// Lifecycle states (the brief's state machine; SNAPSHOTTING and PAUSED arrive with the
-/// control plane).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum State {
-    /// Not running.
-    Stopped,
-    /// Connecting, checking the source, reading the stored position.
-    Starting,
-    /// Streaming the binlog.
-    Running,
-    /// Waiting to retry after a transient error (the error is kept).
-    Retrying,
-    /// Finishing the transaction in flight before stopping.
-    Stopping,
-    /// Stopped by an error that retrying cannot fix (the error is kept).
-    Failed,
-}
+/// Lifecycle states, shared with apply. The pipeline itself reports STARTING, RUNNING,
+/// RETRYING, STOPPING and how a run ended; the controller adds PAUSED.
+pub use rowferry_shared::lifecycle::State;
 
 /// A snapshot of a capture's status.
 #[derive(Debug, Clone, Serialize)]

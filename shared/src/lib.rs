@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod control;
 pub mod event;
 pub mod lifecycle;
 pub mod pb;

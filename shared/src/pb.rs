@@ -10,10 +10,24 @@ pub mod event {
     }
 }
 
+/// `rowferry.control.v1`: what the control APIs share.
+pub mod control {
+    pub mod v1 {
+        tonic::include_proto!("rowferry.control.v1");
+    }
+}
+
 /// `rowferry.capture.v1`: the control API of rowferry-capture.
 pub mod capture {
     pub mod v1 {
         tonic::include_proto!("rowferry.capture.v1");
+    }
+}
+
+/// `rowferry.apply.v1`: the control API of rowferry-apply.
+pub mod apply {
+    pub mod v1 {
+        tonic::include_proto!("rowferry.apply.v1");
     }
 }
 

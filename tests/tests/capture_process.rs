@@ -1,6 +1,6 @@
 //! The rowferry-capture binary as an operator runs it: a TOML file, the gRPC control endpoint
-//! (GetStatus, health), SIGTERM for a graceful stop with exit code 0, and a bad configuration
-//! refused with the key named.
+//! (the lifecycle RPCs, refusals, WatchStatus, health following the state), SIGTERM for a
+//! graceful stop with exit code 0, and a bad configuration refused with the key named.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use rowferry_shared::pb::capture::v1 as pb;
 use rowferry_shared::pb::capture::v1::capture_control_client::CaptureControlClient;
+use rowferry_shared::pb::control::v1::State;
 use rowferry_shared::position::BinlogFilePosition;
 use rowferry_tests::capture::{binlog_end, capture_binary, capture_toml};
 use rowferry_tests::kafka::read_committed;
@@ -68,7 +69,7 @@ async fn the_binary_reports_status_over_grpc_and_stops_cleanly_on_sigterm() -> R
         .spawn()?;
 
     let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut client = loop {
         match CaptureControlClient::connect(endpoint.clone()).await {
             Ok(client) => break client,
@@ -83,7 +84,7 @@ async fn the_binary_reports_status_over_grpc_and_stops_cleanly_on_sigterm() -> R
     };
     loop {
         let s = status(&mut client).await?;
-        if s.state == pb::State::Running as i32 {
+        if s.state == State::Running as i32 {
             ensure!(
                 s.name == name && s.flavor == "mariadb" && s.metadata_source == "binlog",
                 "{s:?}"
@@ -97,37 +98,106 @@ async fn the_binary_reports_status_over_grpc_and_stops_cleanly_on_sigterm() -> R
         .connect()
         .await?;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let serving = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "rowferry.capture.v1.CaptureControl".into(),
-        })
-        .await?
-        .into_inner();
     ensure!(
-        serving.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        health_becomes(&mut health, true).await?,
+        "not SERVING while running"
     );
 
-    admin
-        .query_drop(format!("INSERT INTO `{db}`.t VALUES (1),(2),(3)"))
-        .await?;
-    let end = binlog_end(&mut admin).await?;
-    loop {
-        let s = status(&mut client).await?;
-        let reached = s.committed.as_ref().is_some_and(|p| {
-            BinlogFilePosition::new(p.file.clone(), p.pos)
-                .compare(&end)
-                .is_ok_and(|o| o.is_ge())
-        });
-        if reached {
-            ensure!(s.records_committed >= 3, "{s:?}");
-            break;
+    // Every state change from here on, as WatchStatus reports it.
+    let mut watch = client
+        .watch_status(pb::WatchStatusRequest {})
+        .await?
+        .into_inner();
+    let watched = tokio::spawn(async move {
+        let mut states = Vec::new();
+        while let Ok(Some(update)) = watch.message().await {
+            let state = update.status.map(|s| s.state).unwrap_or_default();
+            if states.last() != Some(&state) {
+                states.push(state);
+            }
         }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "not committed: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        states
+    });
+
+    insert(&mut admin, &db, "(1),(2),(3)").await?;
+    wait_committed(&mut client, &mut admin, deadline).await?;
+
+    let refused = client
+        .start(pb::StartRequest {})
+        .await
+        .err()
+        .context("a second Start was accepted")?;
+    ensure!(
+        refused.code() == tonic::Code::FailedPrecondition
+            && refused.message().contains("RUNNING")
+            && refused.message().contains("already started"),
+        "{refused:?}"
+    );
+
+    // Paused: nothing more is published, the health stays SERVING.
+    let paused = client
+        .pause(pb::PauseRequest { timeout: None })
+        .await?
+        .into_inner()
+        .status
+        .context("no status")?;
+    ensure!(paused.state == State::Paused as i32, "{paused:?}");
+    ensure!(
+        health_becomes(&mut health, true).await?,
+        "not SERVING while paused"
+    );
+    insert(&mut admin, &db, "(4),(5)").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let topic = format!("{name}.{db}.t");
+    let while_paused = read_committed(&stack.kafka_bootstrap, &topic)?.len();
+    ensure!(while_paused == 3, "{while_paused} records while paused");
+    client.resume(pb::ResumeRequest {}).await?;
+    wait_committed(&mut client, &mut admin, deadline).await?;
+
+    // Stopped: NOT_SERVING, pause refused naming the state; a Start continues exactly.
+    let stopped = client
+        .stop(pb::StopRequest { timeout: None })
+        .await?
+        .into_inner()
+        .status
+        .context("no status")?;
+    ensure!(stopped.state == State::Stopped as i32, "{stopped:?}");
+    ensure!(
+        health_becomes(&mut health, false).await?,
+        "SERVING while stopped"
+    );
+    let refused = client
+        .pause(pb::PauseRequest { timeout: None })
+        .await
+        .err()
+        .context("Pause accepted while stopped")?;
+    ensure!(
+        refused.code() == tonic::Code::FailedPrecondition && refused.message().contains("STOPPED"),
+        "{refused:?}"
+    );
+    let invalid = client
+        .stop(pb::StopRequest {
+            timeout: Some(prost_types::Duration {
+                seconds: -1,
+                nanos: 0,
+            }),
+        })
+        .await
+        .err()
+        .context("a negative timeout was accepted")?;
+    ensure!(
+        invalid.code() == tonic::Code::InvalidArgument && invalid.message().contains("timeout"),
+        "{invalid:?}"
+    );
+    insert(&mut admin, &db, "(6),(7)").await?;
+    // WatchStatus sends at most every 100 ms: stay STOPPED long enough to be seen.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.start(pb::StartRequest {}).await?;
+    wait_committed(&mut client, &mut admin, deadline).await?;
+    ensure!(
+        health_becomes(&mut health, true).await?,
+        "not SERVING after Start"
+    );
 
     // SIGTERM: finish, commit, exit 0.
     let pid = child.id().context("no pid")?;
@@ -140,9 +210,92 @@ async fn the_binary_reports_status_over_grpc_and_stops_cleanly_on_sigterm() -> R
         .await
         .context("capture did not exit within 30 s of SIGTERM")??;
     ensure!(exit.success(), "exit status {exit}");
-    let records = read_committed(&stack.kafka_bootstrap, &format!("{name}.{db}.t"))?;
-    ensure!(records.len() == 3, "{} records", records.len());
+    let records = read_committed(&stack.kafka_bootstrap, &topic)?;
+    ensure!(records.len() == 7, "{} records, 7 expected", records.len());
+    let states = watched.await?;
+    let expected = [
+        State::Running,
+        State::Paused,
+        State::Running,
+        State::Stopping,
+        State::Stopped,
+        State::Starting,
+        State::Running,
+    ]
+    .map(|s| s as i32);
+    // Short states (STOPPING, STARTING) may fall between two updates; the others may not.
+    let mut wanted = expected.iter().peekable();
+    for state in &states {
+        while wanted.peek().is_some_and(|w| {
+            *w != state && (**w == State::Stopping as i32 || **w == State::Starting as i32)
+        }) {
+            wanted.next();
+        }
+        if wanted.peek() == Some(&state) {
+            wanted.next();
+        }
+    }
+    ensure!(
+        wanted.all(|w| *w == State::Stopping as i32 || *w == State::Starting as i32),
+        "WatchStatus saw {states:?}, expected {expected:?} in order"
+    );
     Ok(())
+}
+
+async fn insert(admin: &mut Conn, db: &str, rows: &str) -> Result<()> {
+    admin
+        .query_drop(format!("INSERT INTO `{db}`.t VALUES {rows}"))
+        .await?;
+    Ok(())
+}
+
+/// Waits until the capture has committed everything the source has written.
+async fn wait_committed(
+    client: &mut CaptureControlClient<tonic::transport::Channel>,
+    admin: &mut Conn,
+    deadline: tokio::time::Instant,
+) -> Result<()> {
+    let end = binlog_end(admin).await?;
+    loop {
+        let s = status(client).await?;
+        let reached = s.committed.as_ref().is_some_and(|p| {
+            BinlogFilePosition::new(p.file.clone(), p.pos)
+                .compare(&end)
+                .is_ok_and(|o| o.is_ge())
+        });
+        if reached && s.state == State::Running as i32 {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not committed: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether the health service reports SERVING (`serving`) or NOT_SERVING within 2 s (it
+/// follows the state asynchronously).
+async fn health_becomes(
+    health: &mut tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>,
+    serving: bool,
+) -> Result<bool> {
+    for _ in 0..40 {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "rowferry.capture.v1.CaptureControl".into(),
+            })
+            .await?
+            .into_inner()
+            .status;
+        let is_serving =
+            status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+        if is_serving == serving {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(false)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,331 @@
+//! The gRPC side of the shared lifecycle: what both control services do the same way —
+//! mapping refusals to gRPC codes, request timeouts, the status stream, the health service
+//! that follows the pipeline state, reflection, and binding the endpoint.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Status};
+
+use crate::lifecycle::{ControlError, ControlView, State};
+use crate::pb::control::v1 as pb;
+
+/// How long Stop and Pause wait when the request does not say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Status updates are sent at most this often, however fast the status changes.
+const WATCH_MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// And at least this often, when nothing changes.
+const WATCH_MAX_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The API's state for a lifecycle state.
+pub fn state_to_proto(state: State) -> pb::State {
+    match state {
+        State::Stopped => pb::State::Stopped,
+        State::Starting => pb::State::Starting,
+        State::Snapshotting => pb::State::Snapshotting,
+        State::Running => pb::State::Running,
+        State::Paused => pb::State::Paused,
+        State::Retrying => pb::State::Retrying,
+        State::Stopping => pb::State::Stopping,
+        State::Failed => pb::State::Failed,
+    }
+}
+
+/// A refusal is `FAILED_PRECONDITION`, a confirmation that did not come in time
+/// `DEADLINE_EXCEEDED`; the message is the error's, which says what to do.
+pub fn to_grpc(error: ControlError) -> Status {
+    let code = match error {
+        ControlError::Refused(_) => Code::FailedPrecondition,
+        ControlError::Timeout { .. } => Code::DeadlineExceeded,
+    };
+    Status::new(code, error.to_string())
+}
+
+/// Timeouts of Stop and Pause requests.
+pub struct ControlTimeouts;
+
+impl ControlTimeouts {
+    /// The request's `timeout` field (default [`DEFAULT_TIMEOUT`]), shortened to the client's
+    /// own deadline (`grpc-timeout`) so that the answer still reaches it. A negative or
+    /// malformed timeout is `INVALID_ARGUMENT`.
+    pub fn of<T>(
+        request: &Request<T>,
+        timeout: Option<&prost_types::Duration>,
+    ) -> Result<Duration, Status> {
+        let mut wait = match timeout {
+            None => DEFAULT_TIMEOUT,
+            Some(t) => Duration::try_from(*t).map_err(|_| {
+                Status::invalid_argument(format!(
+                    "timeout {}s {}ns is not a positive duration; give e.g. {{\"seconds\": 30}} \
+                     or leave it out for the default of 30 s",
+                    t.seconds, t.nanos
+                ))
+            })?,
+        };
+        if let Some(client) = client_deadline(request) {
+            // Keep a little of the client's budget for the answer itself.
+            wait = wait.min(client.saturating_sub(client / 10));
+        }
+        Ok(wait)
+    }
+}
+
+/// The client's deadline from the `grpc-timeout` header (`<digits><unit>`).
+fn client_deadline<T>(request: &Request<T>) -> Option<Duration> {
+    let text = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// A protobuf timestamp for milliseconds since the Unix epoch.
+pub fn timestamp_from_ms(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// A protobuf duration (saturating at `i64::MAX` seconds).
+pub fn duration_to_proto(duration: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        nanos: duration.subsec_nanos() as i32,
+    }
+}
+
+/// Seconds since the Unix epoch now, as a float (for lag computations).
+pub fn now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// What is running: `service` at `version`, with the commit and build the build script
+/// recorded when there was one.
+pub fn build_info(service: &str, version: &str) -> pb::BuildInfo {
+    pb::BuildInfo {
+        service: service.to_owned(),
+        version: version.to_owned(),
+        git_commit: option_env!("ROWFERRY_GIT_COMMIT")
+            .unwrap_or_default()
+            .to_owned(),
+        build: format!(
+            "{} {}-{}",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+            std::env::consts::ARCH,
+            std::env::consts::OS
+        ),
+    }
+}
+
+/// The stream of WatchStatus: the status at once, then on every change of the pipeline's
+/// status or the controller's view (at most every 100 ms), and at least every second. Ends
+/// when the client goes away or the server shuts down (`stop`), so that open streams never
+/// hold up a graceful exit.
+pub fn watch<S, M, F>(
+    mut status: watch::Receiver<S>,
+    mut view: watch::Receiver<ControlView>,
+    stop: CancellationToken,
+    render: F,
+) -> impl Stream<Item = Result<M, Status>> + Send + 'static
+where
+    S: Clone + Send + Sync + 'static,
+    M: Send + 'static,
+    F: Fn(&S) -> M + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let current = status.borrow_and_update().clone();
+            view.borrow_and_update();
+            if tx.send(Ok(render(&current))).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(WATCH_MIN_INTERVAL) => {}
+                () = stop.cancelled() => return,
+            }
+            tokio::select! {
+                changed = status.changed() => if changed.is_err() { return },
+                changed = view.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(WATCH_MAX_INTERVAL - WATCH_MIN_INTERVAL) => {}
+                () = tx.closed() => return,
+                () = stop.cancelled() => return,
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Keeps the health of service `S` (and the server's overall health, `""`) SERVING while
+/// the pipeline is RUNNING or PAUSED, NOT_SERVING otherwise, until `stop`.
+pub fn follow_health<S, T>(
+    reporter: tonic_health::server::HealthReporter,
+    mut status: watch::Receiver<T>,
+    mut view: watch::Receiver<ControlView>,
+    phase: impl Fn(&T) -> State + Send + 'static,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()>
+where
+    S: tonic::server::NamedService,
+    T: Send + Sync + 'static,
+{
+    tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            let state = view
+                .borrow_and_update()
+                .state(phase(&status.borrow_and_update()));
+            let serving = matches!(state, State::Running | State::Paused);
+            if last != Some(serving) {
+                let health = if serving {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                reporter.set_service_status("", health).await;
+                reporter
+                    .set_service_status(<S as tonic::server::NamedService>::NAME, health)
+                    .await;
+                last = Some(serving);
+            }
+            tokio::select! {
+                changed = status.changed() => if changed.is_err() { return },
+                changed = view.changed() => if changed.is_err() { return },
+                () = stop.cancelled() => return,
+            }
+        }
+    })
+}
+
+/// Server reflection over every rowferry proto.
+pub fn reflection() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    EndpointError,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| EndpointError::Serve {
+            address: String::new(),
+            detail: format!("reflection: {e}"),
+        })
+}
+
+/// Why the control endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// The listen address does not parse.
+    #[error("invalid control.grpc_listen {0:?}: expected host:port, e.g. 127.0.0.1:50051")]
+    Address(String),
+    /// Binding or serving failed.
+    #[error("gRPC control endpoint on {address}: {detail}")]
+    Serve {
+        /// The address.
+        address: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+/// Binds the control endpoint (before the pipeline starts, so a taken port is an error at
+/// startup, not a silent absence).
+pub async fn bind(listen: &str) -> Result<tokio::net::TcpListener, EndpointError> {
+    let address: SocketAddr = listen
+        .parse()
+        .map_err(|_| EndpointError::Address(listen.to_owned()))?;
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| EndpointError::Serve {
+            address: listen.to_owned(),
+            detail: format!("{e}; choose another port with control.grpc_listen"),
+        })
+}
+
+/// The life of a service process around its controller: start the pipeline if `autostart`,
+/// log state changes, and on SIGTERM/SIGINT stop it gracefully (within `stop_timeout`).
+///
+/// With a control endpoint (`endpoint` is its stop token and task) the process keeps running
+/// whatever the pipeline does — a FAILED pipeline waits for a Start — until a signal, and then
+/// returns `Ok`. Without one there is no way to restart the pipeline, so the process returns
+/// when the run ends: `Ok` when it stopped, the error when it failed.
+pub async fn run_process<P: crate::lifecycle::Pipeline>(
+    controller: std::sync::Arc<crate::lifecycle::Controller<P>>,
+    endpoint: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    autostart: bool,
+    stop_timeout: Duration,
+) -> Result<(), String> {
+    let logger = {
+        let mut view = controller.subscribe();
+        let controller = controller.clone();
+        tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let state = controller.state();
+                if last != Some(state) {
+                    match view.borrow_and_update().error.clone() {
+                        Some(error) if state == State::Failed => {
+                            tracing::error!(%state, %error, "pipeline state");
+                        }
+                        _ => tracing::info!(%state, "pipeline state"),
+                    }
+                    last = Some(state);
+                }
+                tokio::select! {
+                    changed = view.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        })
+    };
+    if autostart {
+        controller.start().await.map_err(|e| e.to_string())?;
+    }
+    let result = match &endpoint {
+        Some(_) => {
+            crate::signal::stop_signal().await;
+            Ok(())
+        }
+        None => {
+            let mut view = controller.subscribe();
+            tokio::select! {
+                () = crate::signal::stop_signal() => Ok(()),
+                ended = view.wait_for(|v| !v.state.is_active()) => match ended {
+                    Ok(v) => v.error.clone().filter(|_| v.state == State::Failed).map_or(Ok(()), Err),
+                    Err(_) => Ok(()),
+                },
+            }
+        }
+    };
+    if controller.state().is_active() {
+        tracing::info!("stop requested: finishing the work in flight");
+        let _ = controller.stop(stop_timeout).await;
+    }
+    if let Some((stop, server)) = endpoint {
+        stop.cancel();
+        let _ = server.await;
+    }
+    logger.abort();
+    result
+}
