@@ -340,6 +340,13 @@ impl CaptureConfig {
         if !matches!(self.output.format.as_str(), "debezium-json" | "protobuf") {
             return invalid("output.format", "must be `debezium-json` or `protobuf`");
         }
+        if !self.control.autostart && self.control.grpc_listen.is_empty() {
+            return invalid(
+                "control.autostart",
+                "is false but control.grpc_listen is empty, so nothing could ever start the \
+                 capture; set autostart = true or give a grpc_listen address",
+            );
+        }
         if !matches!(
             self.output.large_record_policy.as_str(),
             "fail" | "truncate" | "dead-letter"
@@ -456,6 +463,13 @@ mod tests {
         let err = CaptureConfig::from_toml(&bad).err().map(|e| e.to_string());
         assert!(
             err.as_deref().is_some_and(|e| e.contains("serverid")),
+            "{err:?}"
+        );
+        let bad = format!("{MINIMAL}\n[control]\ngrpc_listen = \"\"\nautostart = false\n");
+        let err = CaptureConfig::from_toml(&bad).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("control.autostart") && e.contains("grpc_listen")),
             "{err:?}"
         );
     }
