@@ -289,9 +289,17 @@ impl Default for BatchConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlConfig {
-    /// Listen address of the gRPC control API; empty disables it.
+    /// Listen address of the gRPC control API; empty disables it (the process then exits
+    /// when the pipeline stops or fails, as nothing could restart it).
     #[serde(default = "default_grpc")]
     pub grpc_listen: String,
+    /// Start the pipeline when the process starts (else it waits, STOPPED, for a Start).
+    #[serde(default = "default_autostart")]
+    pub autostart: bool,
+}
+
+fn default_autostart() -> bool {
+    true
 }
 
 fn default_grpc() -> String {
@@ -302,6 +310,7 @@ impl Default for ControlConfig {
     fn default() -> Self {
         Self {
             grpc_listen: default_grpc(),
+            autostart: default_autostart(),
         }
     }
 }
@@ -334,6 +343,13 @@ impl ApplyConfig {
             return invalid(
                 "name",
                 "must be non-empty and use only letters, digits, `.`, `_` and `-`",
+            );
+        }
+        if !self.control.autostart && self.control.grpc_listen.is_empty() {
+            return invalid(
+                "control.autostart",
+                "is false but control.grpc_listen is empty, so nothing could ever start apply; \
+                 set autostart = true or give a grpc_listen address",
             );
         }
         match (&self.kafka.topics.is_empty(), &self.kafka.topic_pattern) {

@@ -8,14 +8,17 @@
 //! others.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use rowferry_shared::lifecycle::RunControl;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +31,8 @@ use crate::worker::{Input, Report, Shared, Worker};
 const WORKER_QUEUE: usize = 2048;
 /// How long a revocation waits for a worker's batch in flight.
 const REVOKE_WAIT: Duration = Duration::from_secs(30);
+/// How often librdkafka reports its statistics (the partitions' end offsets, for lag).
+const STATISTICS_INTERVAL_MS: &str = "1000";
 
 /// Why consuming stopped.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +51,8 @@ struct WorkerHandle {
     task: tokio::task::JoinHandle<()>,
     /// Inputs that did not fit the worker's queue; the partition is paused while any wait.
     backlog: VecDeque<Input>,
+    /// The offset after the last record handed to the worker (for lag).
+    dispatched_next: Option<i64>,
 }
 
 type PartitionId = (Arc<str>, i32);
@@ -56,9 +63,80 @@ pub struct ApplyContext {
     runtime: tokio::runtime::Handle,
     cancel: CancellationToken,
     workers: Mutex<HashMap<PartitionId, WorkerHandle>>,
+    /// Paused on request: partitions assigned meanwhile stay paused, without workers, until
+    /// the resume restarts them at their stored offsets.
+    paused: AtomicBool,
 }
 
-impl ClientContext for ApplyContext {}
+impl ClientContext for ApplyContext {
+    // The statistics carry each partition's last stable offset (the end a read_committed
+    // consumer can reach), its fetch position and the records fetched but not yet polled:
+    // with what the workers hold, that is the lag.
+    fn stats(&self, statistics: Statistics) {
+        let ours: Vec<(PartitionId, Option<i64>)> = self
+            .workers()
+            .iter()
+            .map(|(id, w)| (id.clone(), w.dispatched_next))
+            .collect();
+        let marks: Vec<(String, i64, i64, i64, Option<i64>)> = ours
+            .iter()
+            .filter_map(|((topic, partition), dispatched)| {
+                let p = statistics.topics.get(&**topic)?.partitions.get(partition)?;
+                let end = if p.ls_offset >= 0 {
+                    p.ls_offset
+                } else {
+                    p.hi_offset
+                };
+                (end >= 0).then(|| {
+                    (
+                        partition_key(topic, *partition),
+                        end,
+                        p.next_offset,
+                        p.fetchq_cnt,
+                        *dispatched,
+                    )
+                })
+            })
+            .collect();
+        self.shared.status.send_if_modified(|s| {
+            let mut changed = false;
+            for (key, end, fetch_next, fetched, dispatched) in &marks {
+                if let Some(entry) = s.partitions.get_mut(key) {
+                    let lag =
+                        partition_lag(*end, *fetch_next, *fetched, *dispatched, entry.next_offset);
+                    if entry.high_watermark != Some(*end) || entry.lag != lag {
+                        entry.high_watermark = Some(*end);
+                        entry.lag = lag;
+                        changed = true;
+                    }
+                }
+            }
+            changed
+        });
+    }
+}
+
+/// Records of a partition not yet applied: those after the fetch position up to `end`, those
+/// fetched but not yet polled, and those handed to the worker but not yet committed.
+///
+/// Counted this way rather than `end − applied` because a transactional topic's commit
+/// markers take offsets too: a caught-up apply's stored offset stays one marker short of
+/// the end, while the fetch position moves past it.
+fn partition_lag(
+    end: i64,
+    fetch_next: i64,
+    fetched: i64,
+    dispatched_next: Option<i64>,
+    applied_next: Option<i64>,
+) -> Option<i64> {
+    let applied_next = applied_next?;
+    if fetch_next < 0 {
+        // Not fetching yet: nothing is in flight.
+        return Some((end - applied_next).max(0));
+    }
+    let in_worker = dispatched_next.map_or(0, |d| (d - applied_next).max(0));
+    Some((end - fetch_next).max(0) + fetched.max(0) + in_worker)
+}
 
 impl ConsumerContext for ApplyContext {
     // The whole rebalance is ours: an assignment is made once, with every partition at its
@@ -84,7 +162,7 @@ impl ConsumerContext for ApplyContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(partitions = partitions.len(), "partitions revoked");
-                self.stop_workers(Some(&partitions));
+                self.stop_workers(Some(&partitions), true);
                 if let Err(error) = consumer.unassign() {
                     tracing::warn!(%error, "unassign failed");
                 }
@@ -131,6 +209,10 @@ impl ApplyContext {
             tpl.set_partition_offset(topic, *partition, offset)?;
         }
         consumer.assign(tpl)?;
+        if self.paused.load(Ordering::SeqCst) {
+            consumer.pause(tpl)?;
+            return Ok(());
+        }
         for (topic, partition) in assigned {
             let previous = stored.get(&(topic.clone(), *partition)).copied().flatten();
             self.start_worker(topic.clone(), *partition, previous);
@@ -203,13 +285,14 @@ impl ApplyContext {
                 cancel,
                 task,
                 backlog: VecDeque::new(),
+                dispatched_next: None,
             },
         );
     }
 
     /// Stops the workers of `partitions` (all when `None`) and waits for their batches in
-    /// flight.
-    fn stop_workers(&self, partitions: Option<&[PartitionId]>) {
+    /// flight; `forget` also drops the partitions from the status (they are no longer ours).
+    fn stop_workers(&self, partitions: Option<&[PartitionId]>, forget: bool) {
         let stopped: Vec<(PartitionId, WorkerHandle)> = {
             let mut workers = self.workers();
             let keys: Vec<PartitionId> = match partitions {
@@ -231,20 +314,24 @@ impl ApplyContext {
             if done.is_err() {
                 tracing::warn!(%topic, partition, "worker did not stop in time");
             }
-            self.shared.status.send_modify(|s| {
-                s.partitions.remove(&partition_key(&topic, partition));
-            });
+            if forget {
+                self.shared.status.send_modify(|s| {
+                    s.partitions.remove(&partition_key(&topic, partition));
+                });
+            }
         }
     }
 }
 
-/// Consumes until `cancel` fires or a worker fails. Runs on a blocking thread.
+/// Consumes until `control` is cancelled or a worker fails, pausing when asked. Runs on a
+/// blocking thread.
 pub fn run(
     shared: Arc<Shared>,
     reports: Receiver<Report>,
     runtime: tokio::runtime::Handle,
-    cancel: CancellationToken,
+    control: RunControl,
 ) -> Result<(), ConsumeError> {
+    let cancel = control.cancel_token().clone();
     let config = &shared.config;
     let mut client = ClientConfig::new();
     client
@@ -266,6 +353,7 @@ pub fn run(
         // A stored offset that retention has deleted must stop apply, not skip the gap.
         .set("auto.offset.reset", "error")
         .set("partition.assignment.strategy", "range,roundrobin")
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
         .set(
             "enable.partition.eof",
             if config.apply.transactional {
@@ -282,6 +370,7 @@ pub fn run(
         runtime,
         cancel: cancel.clone(),
         workers: Mutex::new(HashMap::new()),
+        paused: AtomicBool::new(false),
     };
     let consumer: BaseConsumer<ApplyContext> = client.create_with_context(context)?;
     let subscription: Vec<String> = match &config.kafka.topic_pattern {
@@ -327,7 +416,9 @@ pub fn run(
         if failure.is_some() {
             break;
         }
+        follow_pause(&consumer, &control);
         drain_backlogs(&consumer);
+
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
                 let topic = match topic_names.get(message.topic()) {
@@ -372,7 +463,7 @@ pub fn run(
             s.state = State::Stopping;
         }
     });
-    consumer.context().stop_workers(None);
+    consumer.context().stop_workers(None, true);
     while let Ok(report) = reports.try_recv() {
         if let Report::Committed {
             topic,
@@ -406,6 +497,9 @@ fn dispatch(consumer: &BaseConsumer<ApplyContext>, id: &PartitionId, input: Inpu
         // Revoked meanwhile; the next owner starts from the stored offset.
         return;
     };
+    if let Input::Record(record) = &input {
+        worker.dispatched_next = Some(record.offset + 1);
+    }
     if !worker.backlog.is_empty() {
         worker.backlog.push_back(input);
         return;
@@ -453,6 +547,46 @@ fn drain_backlogs(consumer: &BaseConsumer<ApplyContext>) {
     }
 }
 
+/// Pauses or resumes as the controller asks. A pause stops every worker (each commits its
+/// batch in flight and drops what it had queued) and pauses the assigned partitions, keeping
+/// the group membership; then it is confirmed. A resume restarts every assigned partition at
+/// its stored offset, so nothing dropped is lost and nothing applied is applied again.
+fn follow_pause(consumer: &BaseConsumer<ApplyContext>, control: &RunControl) {
+    let context = consumer.context();
+    let paused = context.paused.load(Ordering::SeqCst);
+    let wanted = control.pause_requested();
+    if wanted == paused {
+        return;
+    }
+    let assigned: Vec<PartitionId> = consumer
+        .assignment()
+        .map(|tpl| {
+            tpl.elements()
+                .iter()
+                .map(|e| (Arc::from(e.topic()), e.partition()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if wanted {
+        context.paused.store(true, Ordering::SeqCst);
+        context.stop_workers(None, false);
+        if let Ok(tpl) = consumer.assignment()
+            && let Err(error) = consumer.pause(&tpl)
+        {
+            tracing::warn!(%error, "cannot pause the assigned partitions");
+        }
+        tracing::info!(partitions = assigned.len(), "paused");
+        control.set_paused(true);
+    } else {
+        context.paused.store(false, Ordering::SeqCst);
+        for (topic, partition) in assigned {
+            restart_partition(consumer, topic, partition);
+        }
+        tracing::info!("resumed");
+        control.set_paused(false);
+    }
+}
+
 /// A worker found the stored offset moved under it: restart the partition from what is
 /// stored now.
 fn refence(consumer: &BaseConsumer<ApplyContext>, topic: Arc<str>, partition: i32) {
@@ -462,7 +596,14 @@ fn refence(consumer: &BaseConsumer<ApplyContext>, topic: Arc<str>, partition: i3
         return;
     }
     tracing::warn!(%topic, partition, "stored offset moved by another writer; re-reading it");
-    context.stop_workers(Some(std::slice::from_ref(&id)));
+    context.stop_workers(Some(std::slice::from_ref(&id)), false);
+    restart_partition(consumer, topic, partition);
+}
+
+/// Seeks a partition that has no worker to its stored offset, starts its worker and resumes
+/// fetching it.
+fn restart_partition(consumer: &BaseConsumer<ApplyContext>, topic: Arc<str>, partition: i32) {
+    let context = consumer.context();
     let Some(stored) = context.read_offset(&topic, partition) else {
         return;
     };
@@ -489,5 +630,29 @@ fn refence(consumer: &BaseConsumer<ApplyContext>, topic: Arc<str>, partition: i3
     tpl.add_partition(&topic, partition);
     if let Err(error) = consumer.resume(&tpl) {
         tracing::warn!(%error, %topic, partition, "cannot resume partition");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_lag;
+
+    #[test]
+    fn lag_counts_records_not_the_commit_markers() {
+        // Caught up on a transactional topic: stored 4406, end 4407 (the marker), fetch
+        // position past it, nothing queued.
+        assert_eq!(
+            partition_lag(4407, 4407, 0, Some(4406), Some(4406)),
+            Some(0)
+        );
+        // 10 records fetched but not polled, 5 in the worker, 100 more in Kafka.
+        assert_eq!(
+            partition_lag(1215, 1115, 10, Some(1105), Some(1100)),
+            Some(115)
+        );
+        // Not fetching yet: the distance from the stored offset.
+        assert_eq!(partition_lag(50, -1001, 0, None, Some(20)), Some(30));
+        // Nothing applied yet: unknown.
+        assert_eq!(partition_lag(50, 10, 0, Some(10), None), None);
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod consumer;
+pub mod control;
 pub mod dead_letter;
 pub mod decode;
 pub mod pipeline;

@@ -1,11 +1,14 @@
 //! rowferry-apply: consumes change topics and applies them to a target MySQL, exactly once.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use rowferry_apply::config::ApplyConfig;
-use rowferry_apply::{pipeline, status};
+use rowferry_apply::control::{self, ApplyPipeline, Control};
+use rowferry_apply::status;
+use rowferry_shared::lifecycle::Controller;
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
@@ -37,28 +40,35 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let cancel = CancellationToken::new();
-        let (status_tx, mut status_rx) = status::channel();
-        let signals = {
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                rowferry_shared::signal::stop_signal().await;
-                tracing::info!("stop requested: finishing the batches in flight");
-                cancel.cancel();
-            })
-        };
-        tokio::spawn(async move {
-            let mut last = None;
-            while status_rx.changed().await.is_ok() {
-                let state = status_rx.borrow().state;
-                if last != Some(state) {
-                    tracing::info!(?state, "apply state");
-                    last = Some(state);
+        let (status_tx, _) = status::channel();
+        let name = config.name.clone();
+        let group_id = config.group_id().to_owned();
+        let control_config = config.control.clone();
+        let pipeline = Arc::new(ApplyPipeline::new(config, status_tx));
+        let controller = Arc::new(Controller::new("apply", pipeline));
+        let endpoint = if control_config.grpc_listen.is_empty() {
+            None
+        } else {
+            let listener = control::bind(&control_config.grpc_listen).await?;
+            let stop = CancellationToken::new();
+            let service = Control::new(name, group_id, controller.clone());
+            let server = tokio::spawn({
+                let stop = stop.clone();
+                async move {
+                    if let Err(error) = control::serve(listener, service, stop).await {
+                        tracing::error!(%error, "control endpoint stopped");
+                    }
                 }
-            }
-        });
-        let result = pipeline::run(config, status_tx, cancel).await;
-        signals.abort();
-        result.map_err(anyhow::Error::from)
+            });
+            Some((stop, server))
+        };
+        rowferry_shared::control::run_process(
+            controller,
+            endpoint,
+            control_config.autostart,
+            rowferry_shared::control::DEFAULT_TIMEOUT,
+        )
+        .await
+        .map_err(|error| anyhow::anyhow!(error))
     })
 }

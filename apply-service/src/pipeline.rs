@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rowferry_shared::lifecycle::RunControl;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ApplyConfig, ConfigError, PoisonPolicy};
@@ -39,11 +40,21 @@ pub async fn run(
     status: StatusSender,
     cancel: CancellationToken,
 ) -> Result<(), ApplyError> {
+    run_controlled(config, status, RunControl::unmanaged(cancel)).await
+}
+
+/// [`run`] under a controller: also pauses (batches in flight committed, partitions paused,
+/// group membership kept) when asked.
+pub async fn run_controlled(
+    config: ApplyConfig,
+    status: StatusSender,
+    control: RunControl,
+) -> Result<(), ApplyError> {
     status.send_modify(|s| {
         s.state = State::Starting;
         s.error = None;
     });
-    let result = run_inner(config, &status, cancel).await;
+    let result = run_inner(config, &status, control).await;
     status.send_modify(|s| match &result {
         Ok(()) => s.state = State::Stopped,
         Err(error) => {
@@ -60,8 +71,9 @@ pub async fn run(
 async fn run_inner(
     config: ApplyConfig,
     status: &StatusSender,
-    cancel: CancellationToken,
+    control: RunControl,
 ) -> Result<(), ApplyError> {
+    let cancel = control.cancel_token().clone();
     let password = config.target_password()?;
     let target = TargetOptions::new(
         &config.target.url,
@@ -99,12 +111,9 @@ async fn run_inner(
         reports: reports_tx,
     });
     let runtime = tokio::runtime::Handle::current();
-    let consumer_cancel = cancel.clone();
-    tokio::task::spawn_blocking(move || {
-        consumer::run(shared, reports_rx, runtime, consumer_cancel)
-    })
-    .await
-    .map_err(|e| ApplyError::Thread(e.to_string()))??;
+    tokio::task::spawn_blocking(move || consumer::run(shared, reports_rx, runtime, control))
+        .await
+        .map_err(|e| ApplyError::Thread(e.to_string()))??;
     Ok(())
 }
 

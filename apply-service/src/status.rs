@@ -5,23 +5,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tokio::sync::watch;
 
-/// Lifecycle states (the brief's state machine; PAUSED arrives with the control plane).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum State {
-    /// Not running.
-    Stopped,
-    /// Connecting to the target and Kafka, joining the consumer group.
-    Starting,
-    /// Applying.
-    Running,
-    /// Waiting to retry after a transient error (the error is kept).
-    Retrying,
-    /// Finishing the batches in flight before stopping.
-    Stopping,
-    /// Stopped by an error that retrying cannot fix (the error is kept).
-    Failed,
-}
+/// Lifecycle states, shared with capture. The pipeline itself reports STARTING, RUNNING,
+/// RETRYING, STOPPING and how a run ended; the controller adds PAUSED.
+pub use rowferry_shared::lifecycle::State;
 
 /// One assigned partition's progress.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -30,6 +16,10 @@ pub struct PartitionStatus {
     pub next_offset: Option<i64>,
     /// Source commit time of the last applied change, ms since the epoch.
     pub source_ts_ms: Option<i64>,
+    /// The partition's end (last stable offset) as librdkafka last reported it, every second.
+    pub high_watermark: Option<i64>,
+    /// Records not yet applied, as of the same report (`None` before the first commit).
+    pub lag: Option<i64>,
 }
 
 /// A snapshot of an apply's status.
@@ -81,4 +71,10 @@ pub fn channel() -> (StatusSender, StatusReceiver) {
 /// The status map key of a partition.
 pub fn partition_key(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
+}
+
+/// The topic and partition of a status map key.
+pub fn split_partition_key(key: &str) -> Option<(&str, i32)> {
+    let (topic, partition) = key.rsplit_once('/')?;
+    Some((topic, partition.parse().ok()?))
 }

@@ -149,6 +149,8 @@ impl Worker {
                 PartitionStatus {
                     next_offset: self.previous,
                     source_ts_ms: None,
+                    high_watermark: None,
+                    lag: None,
                 },
             );
         });

@@ -260,37 +260,19 @@ pub async fn serve(
     control: Control,
     shutdown: CancellationToken,
 ) -> Result<(), ControlError> {
+    let controller = control.controller.clone();
     let control = Control {
         shutdown: shutdown.clone(),
         ..control
     };
-    let address = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let (health, health_service) = tonic_health::server::health_reporter();
-    let controller = control.controller.clone();
-    let health_task = shared_control::follow_health::<CaptureControlServer<Control>, _>(
-        health,
-        controller.pipeline().subscribe(),
-        controller.subscribe(),
-        |status: &CaptureStatus| status.state,
-        shutdown.clone(),
-    );
-    let reflection = shared_control::reflection()?;
-    tracing::info!(%address, "gRPC control endpoint listening");
-    let served = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(CaptureControlServer::new(control))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown.cancelled_owned(),
-        )
-        .await;
-    health_task.abort();
-    served.map_err(|e| ControlError::Serve {
-        address,
-        detail: e.to_string(),
-    })
+    let endpoint = shared_control::Endpoint {
+        routes: tonic::service::Routes::new(CaptureControlServer::new(control)),
+        service: SERVICE_NAME,
+        status: controller.pipeline().subscribe(),
+        view: controller.subscribe(),
+    };
+    shared_control::serve(listener, endpoint, |s: &CaptureStatus| s.state, shutdown).await
 }
+
+/// The control service's full name (health checks use it).
+pub const SERVICE_NAME: &str = "rowferry.capture.v1.CaptureControl";

@@ -176,17 +176,17 @@ where
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-/// Keeps the health of service `S` (and the server's overall health, `""`) SERVING while
-/// the pipeline is RUNNING or PAUSED, NOT_SERVING otherwise, until `stop`.
-pub fn follow_health<S, T>(
+/// Keeps the health of `service` (and the server's overall health, `""`) SERVING while the
+/// pipeline is RUNNING or PAUSED, NOT_SERVING otherwise, until `stop`.
+fn follow_health<T>(
     reporter: tonic_health::server::HealthReporter,
+    service: &'static str,
     mut status: watch::Receiver<T>,
     mut view: watch::Receiver<ControlView>,
     phase: impl Fn(&T) -> State + Send + 'static,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()>
 where
-    S: tonic::server::NamedService,
     T: Send + Sync + 'static,
 {
     tokio::spawn(async move {
@@ -203,9 +203,7 @@ where
                     tonic_health::ServingStatus::NotServing
                 };
                 reporter.set_service_status("", health).await;
-                reporter
-                    .set_service_status(<S as tonic::server::NamedService>::NAME, health)
-                    .await;
+                reporter.set_service_status(service, health).await;
                 last = Some(serving);
             }
             tokio::select! {
@@ -217,8 +215,59 @@ where
     })
 }
 
+/// What a control endpoint serves besides the standard services.
+pub struct Endpoint<T> {
+    /// The service's routes (`Routes::new(CaptureControlServer::new(…))`).
+    pub routes: tonic::service::Routes,
+    /// Its full name, for the health service (`rowferry.capture.v1.CaptureControl`).
+    pub service: &'static str,
+    /// The pipeline's status.
+    pub status: watch::Receiver<T>,
+    /// The controller's view.
+    pub view: watch::Receiver<ControlView>,
+}
+
+/// Serves `endpoint` with the health service (following the state) and reflection on
+/// `listener` until `shutdown` fires.
+pub async fn serve<T: Send + Sync + 'static>(
+    listener: tokio::net::TcpListener,
+    endpoint: Endpoint<T>,
+    phase: impl Fn(&T) -> State + Send + 'static,
+    shutdown: CancellationToken,
+) -> Result<(), EndpointError> {
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let health_task = follow_health(
+        health,
+        endpoint.service,
+        endpoint.status,
+        endpoint.view,
+        phase,
+        shutdown.clone(),
+    );
+    let reflection = reflection()?;
+    tracing::info!(%address, service = endpoint.service, "gRPC control endpoint listening");
+    let served = tonic::transport::Server::builder()
+        .add_routes(endpoint.routes)
+        .add_service(health_service)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await;
+    health_task.abort();
+    served.map_err(|e| EndpointError::Serve {
+        address,
+        detail: e.to_string(),
+    })
+}
+
 /// Server reflection over every rowferry proto.
-pub fn reflection() -> Result<
+fn reflection() -> Result<
     tonic_reflection::server::v1::ServerReflectionServer<
         impl tonic_reflection::server::v1::ServerReflection,
     >,

@@ -163,19 +163,32 @@ impl RunControl {
         let _ = pause.wait_for(|p| *p).await;
     }
 
+    /// Reports whether the run is paused now, for runs that cannot wait in [`hold`]
+    /// (a consumer thread that must keep polling): `true` once nothing is in flight and no
+    /// new work is taken, `false` once working again.
+    ///
+    /// [`hold`]: RunControl::hold
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.send_if_modified(|p| {
+            let changed = *p != paused;
+            *p = paused;
+            changed
+        });
+    }
+
     /// Reports the run paused (call it with nothing in flight) and waits until it is resumed
     /// or asked to stop. Returns at once when no pause is requested.
     pub async fn hold(&self) {
         if !self.pause_requested() {
             return;
         }
-        self.paused.send_replace(true);
+        self.set_paused(true);
         let mut pause = self.pause.clone();
         tokio::select! {
             _ = pause.wait_for(|p| !*p) => {}
             () = self.cancel.cancelled() => {}
         }
-        self.paused.send_replace(false);
+        self.set_paused(false);
     }
 }
 

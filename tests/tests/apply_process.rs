@@ -1,0 +1,300 @@
+//! The rowferry-apply binary controlled over gRPC as an orchestrator would: it starts STOPPED
+//! (`autostart = false`), refuses what the state does not allow, starts, pauses under a
+//! steady load (nothing reaches the target while paused; partitions and lag stay visible),
+//! resumes, stops and starts again, and exits 0 on SIGTERM — with every change applied
+//! exactly once (trigger-counted).
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use mysql_async::prelude::Queryable;
+use rowferry_shared::pb::apply::v1 as pb;
+use rowferry_shared::pb::apply::v1::apply_control_client::ApplyControlClient;
+use rowferry_shared::pb::control::v1::State;
+use rowferry_tests::apply::{
+    COUNTERS, apply_binary, apply_toml, counters_load, create_counting_target, create_topics,
+    wait_counted,
+};
+use rowferry_tests::capture::{self, binlog_end, create_database};
+use rowferry_tests::{Stack, unique_name};
+use tonic::transport::Channel;
+
+type Client = ApplyControlClient<Channel>;
+type Health = tonic_health::pb::health_client::HealthClient<Channel>;
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+async fn status(client: &mut Client) -> Result<pb::ApplyStatus> {
+    client
+        .get_status(pb::GetStatusRequest {})
+        .await?
+        .into_inner()
+        .status
+        .context("no status in the response")
+}
+
+async fn wait_state(client: &mut Client, state: State) -> Result<pb::ApplyStatus> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = status(client).await?;
+        if s.state == state as i32 {
+            return Ok(s);
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not {state:?}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether the health service reports SERVING (`serving`) or NOT_SERVING within 2 s.
+async fn health_becomes(health: &mut Health, serving: bool) -> Result<bool> {
+    for _ in 0..40 {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "rowferry.apply.v1.ApplyControl".into(),
+            })
+            .await?
+            .into_inner()
+            .status;
+        let is_serving =
+            status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+        if is_serving == serving {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(false)
+}
+
+/// Changes that reached the target table (the trigger-kept `applied` counts, summed).
+async fn applied_total(target: &mut mysql_async::Conn, db: &str) -> Result<u64> {
+    let total: Option<u64> = target
+        .query_first(format!(
+            "SELECT CAST(COALESCE(SUM(applied), 0) AS UNSIGNED) FROM `{db}`.counters"
+        ))
+        .await?;
+    Ok(total.unwrap_or(0))
+}
+
+fn refusal(
+    result: Result<tonic::Response<impl std::fmt::Debug>, tonic::Status>,
+) -> Result<tonic::Status> {
+    match result {
+        Err(status) => Ok(status),
+        Ok(response) => anyhow::bail!("accepted: {response:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apply_is_started_paused_resumed_and_stopped_over_grpc_exactly_once() -> Result<()> {
+    let stack = Stack::from_env()?;
+    let (mut source, db) = create_database(&stack, "applyproc", &[COUNTERS]).await?;
+    let mut target = create_counting_target(&stack, &db).await?;
+    let name = unique_name("applyproc");
+    let topic = format!("{name}.{db}.counters");
+    create_topics(&stack, std::slice::from_ref(&topic), 2).await?;
+    let start = binlog_end(&mut source).await?;
+    let capture = capture::start_at(
+        &stack,
+        &name,
+        &db,
+        &start,
+        "[output]\nformat = \"protobuf\"\n",
+    )?;
+
+    let port = free_port()?;
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir)?;
+    let config_path = dir.join("apply.toml");
+    let toml = apply_toml(
+        &stack,
+        &name,
+        &format!("{name}\\.{db}\\.counters"),
+        "[batch]\nmax_rows = 200\nlinger_ms = 20\n",
+    )
+    .replace(
+        "grpc_listen = \"\"",
+        &format!("grpc_listen = \"127.0.0.1:{port}\"\nautostart = false"),
+    );
+    std::fs::write(&config_path, toml)?;
+    let log_path = dir.join("apply.log");
+    let mut child = tokio::process::Command::new(apply_binary()?)
+        .arg("--config")
+        .arg(&config_path)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path)?)
+        .kill_on_drop(true)
+        .spawn()?;
+    let logs = || format!("see {}", log_path.display());
+
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let channel = loop {
+        match tonic::transport::Endpoint::from_shared(endpoint.clone())?
+            .connect()
+            .await
+        {
+            Ok(channel) => break channel,
+            Err(e) => {
+                ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "no control endpoint: {e}; {}",
+                    logs()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let mut client = Client::new(channel.clone());
+    let mut health = Health::new(channel);
+
+    // autostart = false: STOPPED, NOT_SERVING, and nothing to pause yet.
+    let stopped = status(&mut client).await?;
+    ensure!(stopped.state == State::Stopped as i32, "{stopped:?}");
+    ensure!(
+        health_becomes(&mut health, false).await?,
+        "SERVING while stopped"
+    );
+    let refused = refusal(client.pause(pb::PauseRequest { timeout: None }).await)?;
+    ensure!(
+        refused.code() == tonic::Code::FailedPrecondition
+            && refused.message().contains("the apply is STOPPED"),
+        "{refused:?}"
+    );
+
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(counters_load(
+        stack.clone(),
+        db.clone(),
+        stop_load.clone(),
+        7,
+    ));
+
+    client.start(pb::StartRequest {}).await?;
+    let running = wait_state(&mut client, State::Running).await?;
+    ensure!(
+        running.group_id == name.replace(['.', '-'], "_"),
+        "{running:?}"
+    );
+    ensure!(
+        health_becomes(&mut health, true).await?,
+        "not SERVING while running"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Paused under load: the target does not move, the partitions stay in the status.
+    let paused = client
+        .pause(pb::PauseRequest { timeout: None })
+        .await?
+        .into_inner()
+        .status
+        .context("no status")?;
+    ensure!(paused.state == State::Paused as i32, "{paused:?}");
+    ensure!(
+        health_becomes(&mut health, true).await?,
+        "not SERVING while paused"
+    );
+    let at_pause = applied_total(&mut target, &db).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = applied_total(&mut target, &db).await?;
+    ensure!(at_pause > 0, "nothing applied before the pause; {}", logs());
+    ensure!(
+        later == at_pause,
+        "{} changes applied while paused",
+        later - at_pause
+    );
+    let paused = status(&mut client).await?;
+    ensure!(
+        paused.partitions.len() == 2
+            && paused
+                .partitions
+                .iter()
+                .all(|p| p.topic == topic && p.offset >= 0),
+        "{paused:?}"
+    );
+    let refused = refusal(client.start(pb::StartRequest {}).await)?;
+    ensure!(
+        refused.code() == tonic::Code::FailedPrecondition && refused.message().contains("PAUSED"),
+        "{refused:?}"
+    );
+
+    client.resume(pb::ResumeRequest {}).await?;
+    wait_state(&mut client, State::Running).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Stopped and started again while the load goes on.
+    let stopped = client
+        .stop(pb::StopRequest { timeout: None })
+        .await?
+        .into_inner()
+        .status
+        .context("no status")?;
+    ensure!(stopped.state == State::Stopped as i32, "{stopped:?}");
+    ensure!(
+        health_becomes(&mut health, false).await?,
+        "SERVING while stopped"
+    );
+    client.start(pb::StartRequest {}).await?;
+    wait_state(&mut client, State::Running).await?;
+
+    stop_load.store(true, Ordering::Relaxed);
+    load.await??;
+    let rows = wait_counted(
+        &mut source,
+        &mut target,
+        &db,
+        Duration::from_secs(120),
+        || {
+            ensure!(child.try_wait()?.is_none(), "apply exited; {}", logs());
+            Ok(())
+        },
+    )
+    .await
+    .with_context(logs)?;
+    ensure!(rows > 0);
+
+    // Caught up: every partition's lag reaches 0 against its end offset.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(&mut client).await?;
+        let caught_up = s.partitions.len() == 2
+            && s.partitions
+                .iter()
+                .all(|p| p.lag == 0 && p.high_watermark >= p.offset && p.offset > 0);
+        if caught_up && s.records_applied > 0 && s.transactions_committed > 0 {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "lag never reached 0: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let pid = child.id().context("apply has no pid")?;
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()?;
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .context("apply did not exit within 30 s of SIGTERM")??;
+    ensure!(
+        exit.success(),
+        "apply exited {exit} after SIGTERM; {}",
+        logs()
+    );
+    capture.stop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
