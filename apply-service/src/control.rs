@@ -15,7 +15,10 @@ use tonic::{Request, Response, Status};
 
 use crate::config::ApplyConfig;
 use crate::pipeline::{self, ApplyError};
+use crate::seek::{self, SeekError};
 use crate::status::{ApplyStatus, StatusReceiver, StatusSender, split_partition_key};
+use crate::target::TargetOptions;
+use crate::target::offsets::OffsetsTable;
 
 /// The control service's full name (health checks use it).
 pub const SERVICE_NAME: &str = "rowferry.apply.v1.ApplyControl";
@@ -35,6 +38,34 @@ impl ApplyPipeline {
     /// Follows the pipeline's own status.
     pub fn subscribe(&self) -> StatusReceiver {
         self.status.subscribe()
+    }
+
+    /// Resolves `target` and (unless `validate_only`) stores it in the offsets table.
+    pub async fn seek(
+        &self,
+        target: seek::Target,
+        validate_only: bool,
+    ) -> Result<Vec<seek::PartitionOffset>, SeekError> {
+        let offsets = seek::resolve(&self.config, target).await?;
+        if !validate_only {
+            let password = self
+                .config
+                .target_password()
+                .map_err(|e| SeekError::Invalid(e.to_string()))?;
+            let target = TargetOptions::new(
+                &self.config.target.url,
+                password.as_ref(),
+                self.config.target.foreign_key_checks,
+            )?;
+            let table = OffsetsTable::new(
+                &self.config.target.offsets_database,
+                &self.config.target.offsets_table,
+                self.config.group_id(),
+            );
+            seek::store(&target, &table, &offsets).await?;
+            tracing::info!(partitions = offsets.len(), "offsets sought and stored");
+        }
+        Ok(offsets)
     }
 }
 
@@ -208,12 +239,32 @@ impl ApplyControl for Control {
 
     async fn seek(
         &self,
-        _request: Request<pb::SeekRequest>,
+        request: Request<pb::SeekRequest>,
     ) -> Result<Response<pb::SeekResponse>, Status> {
-        Err(Status::unimplemented(
-            "Seek over gRPC is not available in this version; stop apply and change the \
-             partition's row in the offsets table (see docs/operations.md)",
-        ))
+        let deadline = ControlTimeouts::of(&request, None)?;
+        let request = request.into_inner();
+        let target = seek_target(request.target)?;
+        let pipeline = self.controller.pipeline().clone();
+        let offsets = if request.validate_only {
+            pipeline.seek(target, true).await
+        } else {
+            self.controller
+                .while_idle("seek", deadline, || pipeline.seek(target, false))
+                .await
+                .map_err(shared_control::to_grpc)?
+        }
+        .map_err(seek_status)?;
+        Ok(Response::new(pb::SeekResponse {
+            offsets: offsets
+                .into_iter()
+                .map(|o| pb::PartitionOffset {
+                    topic: o.topic,
+                    partition: o.partition,
+                    offset: o.offset,
+                })
+                .collect(),
+            status: Some(self.status()),
+        }))
     }
 
     async fn get_status(
@@ -244,6 +295,76 @@ impl ApplyControl for Control {
             },
         );
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// The request's target, checked for what can be checked without Kafka.
+fn seek_target(target: Option<pb::seek_request::Target>) -> Result<seek::Target, Status> {
+    use pb::seek_request::Target as T;
+    use rowferry_shared::pb::control::v1::Boundary;
+    let invalid = |m: String| Status::invalid_argument(m);
+    match target {
+        None => Err(invalid(
+            "set one of offsets, boundary, timestamp or source_gtid_set".into(),
+        )),
+        Some(T::Offsets(list)) => {
+            let mut offsets = Vec::new();
+            for o in list.offsets {
+                if o.topic.is_empty() {
+                    return Err(invalid("offsets: a topic name is empty".into()));
+                }
+                if o.partition < 0 || o.offset < 0 {
+                    return Err(invalid(format!(
+                        "offsets: {}/{} at {}: partitions and offsets are 0 or more",
+                        o.topic, o.partition, o.offset
+                    )));
+                }
+                offsets.push(seek::PartitionOffset {
+                    topic: o.topic,
+                    partition: o.partition,
+                    offset: o.offset,
+                });
+            }
+            Ok(seek::Target::Offsets(offsets))
+        }
+        Some(T::Boundary(b)) => match Boundary::try_from(b) {
+            Ok(Boundary::Earliest) => Ok(seek::Target::Earliest),
+            Ok(Boundary::Latest) => Ok(seek::Target::Latest),
+            _ => Err(invalid(format!(
+                "boundary {b} is neither BOUNDARY_EARLIEST nor BOUNDARY_LATEST"
+            ))),
+        },
+        Some(T::Timestamp(t)) => {
+            if t.seconds < 0 || !(0..1_000_000_000).contains(&t.nanos) {
+                return Err(invalid(format!(
+                    "timestamp {}s {}ns is not a time after 1970 (RFC 3339 in JSON, e.g.                      \"2026-11-26T10:00:00Z\")",
+                    t.seconds, t.nanos
+                )));
+            }
+            Ok(seek::Target::Timestamp(
+                t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000),
+            ))
+        }
+        Some(T::SourceGtidSet(text)) => {
+            if text.trim().is_empty() {
+                return Err(invalid(
+                    "source_gtid_set is empty; give the target's gtid_executed (MySQL                      `uuid:1-10`) or gtid_slave_pos (MariaDB `0-1-100`), or seek to                      BOUNDARY_EARLIEST"
+                        .into(),
+                ));
+            }
+            text.trim()
+                .parse()
+                .map(seek::Target::SourceGtids)
+                .map_err(|e| invalid(format!("source_gtid_set {text:?}: {e}")))
+        }
+    }
+}
+
+fn seek_status(error: SeekError) -> Status {
+    match error {
+        SeekError::Invalid(m) => Status::invalid_argument(m),
+        SeekError::OutOfRange(m) => Status::out_of_range(m),
+        SeekError::Kafka(_) | SeekError::Target(_) => Status::unavailable(error.to_string()),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod decode;
 pub mod pipeline;
 pub mod planner;
 pub mod record;
+pub mod seek;
 pub mod sql_value;
 pub mod status;
 pub mod target;

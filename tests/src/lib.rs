@@ -108,6 +108,7 @@ impl Lcg {
 pub mod apply;
 pub mod bench;
 pub mod capture;
+pub mod control;
 pub mod debezium;
 pub mod kafka;
 pub mod pipeline;

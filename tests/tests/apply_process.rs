@@ -19,16 +19,12 @@ use rowferry_tests::apply::{
     wait_counted,
 };
 use rowferry_tests::capture::{self, binlog_end, create_database};
+use rowferry_tests::control::{connect, free_port, health_becomes, refusal};
 use rowferry_tests::{Stack, unique_name};
 use tonic::transport::Channel;
 
 type Client = ApplyControlClient<Channel>;
-type Health = tonic_health::pb::health_client::HealthClient<Channel>;
-
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
+const SERVICE: &str = "rowferry.apply.v1.ApplyControl";
 
 async fn status(client: &mut Client) -> Result<pb::ApplyStatus> {
     client
@@ -54,26 +50,6 @@ async fn wait_state(client: &mut Client, state: State) -> Result<pb::ApplyStatus
     }
 }
 
-/// Whether the health service reports SERVING (`serving`) or NOT_SERVING within 2 s.
-async fn health_becomes(health: &mut Health, serving: bool) -> Result<bool> {
-    for _ in 0..40 {
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "rowferry.apply.v1.ApplyControl".into(),
-            })
-            .await?
-            .into_inner()
-            .status;
-        let is_serving =
-            status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
-        if is_serving == serving {
-            return Ok(true);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(false)
-}
-
 /// Changes that reached the target table (the trigger-kept `applied` counts, summed).
 async fn applied_total(target: &mut mysql_async::Conn, db: &str) -> Result<u64> {
     let total: Option<u64> = target
@@ -82,15 +58,6 @@ async fn applied_total(target: &mut mysql_async::Conn, db: &str) -> Result<u64> 
         ))
         .await?;
     Ok(total.unwrap_or(0))
-}
-
-fn refusal(
-    result: Result<tonic::Response<impl std::fmt::Debug>, tonic::Status>,
-) -> Result<tonic::Status> {
-    match result {
-        Err(status) => Ok(status),
-        Ok(response) => anyhow::bail!("accepted: {response:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -137,32 +104,14 @@ async fn apply_is_started_paused_resumed_and_stopped_over_grpc_exactly_once() ->
         .spawn()?;
     let logs = || format!("see {}", log_path.display());
 
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let channel = loop {
-        match tonic::transport::Endpoint::from_shared(endpoint.clone())?
-            .connect()
-            .await
-        {
-            Ok(channel) => break channel,
-            Err(e) => {
-                ensure!(
-                    tokio::time::Instant::now() < deadline,
-                    "no control endpoint: {e}; {}",
-                    logs()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
+    let channel = connect(port, || Ok(())).await.with_context(logs)?;
     let mut client = Client::new(channel.clone());
-    let mut health = Health::new(channel);
 
     // autostart = false: STOPPED, NOT_SERVING, and nothing to pause yet.
     let stopped = status(&mut client).await?;
     ensure!(stopped.state == State::Stopped as i32, "{stopped:?}");
     ensure!(
-        health_becomes(&mut health, false).await?,
+        health_becomes(&channel, SERVICE, false).await?,
         "SERVING while stopped"
     );
     let refused = refusal(client.pause(pb::PauseRequest { timeout: None }).await)?;
@@ -187,7 +136,7 @@ async fn apply_is_started_paused_resumed_and_stopped_over_grpc_exactly_once() ->
         "{running:?}"
     );
     ensure!(
-        health_becomes(&mut health, true).await?,
+        health_becomes(&channel, SERVICE, true).await?,
         "not SERVING while running"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -201,7 +150,7 @@ async fn apply_is_started_paused_resumed_and_stopped_over_grpc_exactly_once() ->
         .context("no status")?;
     ensure!(paused.state == State::Paused as i32, "{paused:?}");
     ensure!(
-        health_becomes(&mut health, true).await?,
+        health_becomes(&channel, SERVICE, true).await?,
         "not SERVING while paused"
     );
     let at_pause = applied_total(&mut target, &db).await?;
@@ -241,7 +190,7 @@ async fn apply_is_started_paused_resumed_and_stopped_over_grpc_exactly_once() ->
         .context("no status")?;
     ensure!(stopped.state == State::Stopped as i32, "{stopped:?}");
     ensure!(
-        health_becomes(&mut health, false).await?,
+        health_becomes(&channel, SERVICE, false).await?,
         "SERVING while stopped"
     );
     client.start(pb::StartRequest {}).await?;

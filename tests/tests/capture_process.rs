@@ -13,13 +13,9 @@ use rowferry_shared::pb::capture::v1::capture_control_client::CaptureControlClie
 use rowferry_shared::pb::control::v1::State;
 use rowferry_shared::position::BinlogFilePosition;
 use rowferry_tests::capture::{binlog_end, capture_binary, capture_toml};
+use rowferry_tests::control::{free_port, health_becomes};
 use rowferry_tests::kafka::read_committed;
 use rowferry_tests::{Stack, unique_name, unique_server_id};
-
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
 
 async fn status(
     client: &mut CaptureControlClient<tonic::transport::Channel>,
@@ -97,9 +93,8 @@ async fn the_binary_reports_status_over_grpc_and_stops_cleanly_on_sigterm() -> R
     let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())?
         .connect()
         .await?;
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     ensure!(
-        health_becomes(&mut health, true).await?,
+        health_becomes(&channel, "rowferry.capture.v1.CaptureControl", true).await?,
         "not SERVING while running"
     );
 
@@ -143,7 +138,7 @@ async fn the_binary_reports_status_over_grpc_and_stops_cleanly_on_sigterm() -> R
         .context("no status")?;
     ensure!(paused.state == State::Paused as i32, "{paused:?}");
     ensure!(
-        health_becomes(&mut health, true).await?,
+        health_becomes(&channel, "rowferry.capture.v1.CaptureControl", true).await?,
         "not SERVING while paused"
     );
     insert(&mut admin, &db, "(4),(5)").await?;
@@ -163,7 +158,7 @@ async fn the_binary_reports_status_over_grpc_and_stops_cleanly_on_sigterm() -> R
         .context("no status")?;
     ensure!(stopped.state == State::Stopped as i32, "{stopped:?}");
     ensure!(
-        health_becomes(&mut health, false).await?,
+        health_becomes(&channel, "rowferry.capture.v1.CaptureControl", false).await?,
         "SERVING while stopped"
     );
     let refused = client
@@ -195,7 +190,7 @@ async fn the_binary_reports_status_over_grpc_and_stops_cleanly_on_sigterm() -> R
     client.start(pb::StartRequest {}).await?;
     wait_committed(&mut client, &mut admin, deadline).await?;
     ensure!(
-        health_becomes(&mut health, true).await?,
+        health_becomes(&channel, "rowferry.capture.v1.CaptureControl", true).await?,
         "not SERVING after Start"
     );
 
@@ -272,51 +267,4 @@ async fn wait_committed(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Whether the health service reports SERVING (`serving`) or NOT_SERVING within 2 s (it
-/// follows the state asynchronously).
-async fn health_becomes(
-    health: &mut tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>,
-    serving: bool,
-) -> Result<bool> {
-    for _ in 0..40 {
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "rowferry.capture.v1.CaptureControl".into(),
-            })
-            .await?
-            .into_inner()
-            .status;
-        let is_serving =
-            status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
-        if is_serving == serving {
-            return Ok(true);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(false)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_bad_configuration_is_refused_naming_the_key() -> Result<()> {
-    let dir = std::env::temp_dir().join(unique_name("capbadcfg"));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("capture.toml");
-    std::fs::write(
-        &path,
-        "name = \"x\"\n[source]\nurl = \"mysql://u@127.0.0.1:3306\"\nserver_id = 0\n[kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\n",
-    )?;
-    let output = tokio::process::Command::new(capture_binary()?)
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .await?;
-    ensure!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    ensure!(
-        stderr.contains("source.server_id") && stderr.contains("1 or more"),
-        "{stderr}"
-    );
-    Ok(())
 }

@@ -45,6 +45,29 @@ impl OffsetsTable {
         )
     }
 
+    /// The table, quoted (for messages).
+    pub fn name(&self) -> String {
+        self.quoted()
+    }
+
+    /// The statement that sets a partition's next offset whatever it was (a seek), forgetting
+    /// the source position stored with the old one.
+    pub fn set_sql(&self, topic: &str, partition: i32, next: i64) -> String {
+        let mut sql = format!(
+            "INSERT INTO {} (consumer_group, topic, kafka_partition, next_offset, source_ts_ms, \
+             source_position) VALUES (",
+            self.quoted()
+        );
+        push_string(&mut sql, &self.group);
+        sql.push_str(", ");
+        push_string(&mut sql, topic);
+        sql.push_str(&format!(
+            ", {partition}, {next}, NULL, NULL) ON DUPLICATE KEY UPDATE next_offset = {next}, \
+             source_ts_ms = NULL, source_position = NULL"
+        ));
+        sql
+    }
+
     /// Creates the database and table if missing.
     pub async fn ensure(&self, conn: &mut Conn) -> Result<(), TargetError> {
         let context = format!(

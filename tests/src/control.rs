@@ -1,0 +1,65 @@
+//! Driving a service binary over its gRPC control endpoint: a free port, a channel to it, the
+//! health service.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use tonic::transport::{Channel, Endpoint};
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A channel to `127.0.0.1:port`, retried for up to 60 s while the process starts; `alive`
+/// fails the wait early (e.g. when the process exited).
+pub async fn connect(port: u16, mut alive: impl FnMut() -> Result<()>) -> Result<Channel> {
+    let endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match endpoint.connect().await {
+            Ok(channel) => return Ok(channel),
+            Err(e) => {
+                ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "no control endpoint on port {port}: {e}"
+                );
+                alive()?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Whether the health of `service` becomes SERVING (`serving`) or NOT_SERVING within 2 s
+/// (it follows the pipeline state asynchronously).
+pub async fn health_becomes(channel: &Channel, service: &str, serving: bool) -> Result<bool> {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    for _ in 0..40 {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await?
+            .into_inner()
+            .status;
+        let is_serving =
+            status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+        if is_serving == serving {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(false)
+}
+
+/// The gRPC status of a refused call (an accepted one is an error).
+pub fn refusal<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+) -> Result<tonic::Status> {
+    match result {
+        Err(status) => Ok(status),
+        Ok(response) => anyhow::bail!("accepted: {response:?}"),
+    }
+}
