@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::config::CaptureConfig;
-use crate::pipeline::{self, CaptureError};
+use crate::kafka::offsets::StoredPosition;
+use crate::pipeline::{self, CaptureError, SeekState};
+use crate::seek::{self, SeekError};
 use crate::status::{CaptureStatus, StatusReceiver, StatusSender};
 
 /// The capture pipeline as the controller runs it: each run reads the configuration as it
@@ -25,12 +27,36 @@ use crate::status::{CaptureStatus, StatusReceiver, StatusSender};
 pub struct CapturePipeline {
     config: CaptureConfig,
     status: StatusSender,
+    seek: SeekState,
 }
 
 impl CapturePipeline {
     /// A pipeline reporting to `status`.
     pub fn new(config: CaptureConfig, status: StatusSender) -> Self {
-        Self { config, status }
+        let seek = SeekState::new(&config);
+        Self {
+            config,
+            status,
+            seek,
+        }
+    }
+
+    /// Checks `target` against the source and, unless `validate_only`, stores it as the
+    /// position the next run reads from.
+    pub async fn seek(
+        &self,
+        target: seek::Target,
+        validate_only: bool,
+    ) -> Result<StoredPosition, SeekError> {
+        let position = seek::resolve(&self.config, target).await?;
+        if !validate_only {
+            seek::store(&self.config, &position).await?;
+            self.seek.supersede();
+            self.status
+                .send_modify(|s| s.committed = Some(position.clone()));
+            tracing::info!(file = %position.file, pos = position.pos, gtids = ?position.gtids, "position sought and stored");
+        }
+        Ok(position)
     }
 
     /// Follows the pipeline's own status.
@@ -44,7 +70,13 @@ impl Pipeline for CapturePipeline {
 
     fn run(self: Arc<Self>, control: RunControl) -> RunFuture<CaptureError> {
         Box::pin(async move {
-            pipeline::run_controlled(self.config.clone(), self.status.clone(), control).await
+            pipeline::run_controlled(
+                self.config.clone(),
+                self.status.clone(),
+                control,
+                &self.seek,
+            )
+            .await
         })
     }
 
@@ -101,18 +133,7 @@ pub fn to_proto(
         flavor: status.flavor.clone().unwrap_or_default(),
         server_version: status.server_version.clone().unwrap_or_default(),
         metadata_source: status.metadata_source.clone().unwrap_or_default(),
-        committed: status.committed.as_ref().map(|p| pb::Position {
-            file: p.file.clone(),
-            pos: p.pos,
-            gtid_set: p.gtids.clone().unwrap_or_default(),
-            partial: p.partial.as_ref().map(|t| pb::PartialTransaction {
-                gtid: t.gtid.clone().unwrap_or_default(),
-                file: t.file.clone(),
-                pos: t.pos,
-                rows_done: t.rows_done,
-            }),
-            source_ts_ms: p.source_ts_ms,
-        }),
+        committed: status.committed.as_ref().map(position_to_proto),
         lag_seconds: status.lag_seconds,
         records_committed: status.records_committed,
         kafka_transactions: status.kafka_transactions,
@@ -134,6 +155,79 @@ pub fn to_proto(
             "rowferry-capture",
             env!("CARGO_PKG_VERSION"),
         )),
+    }
+}
+
+fn position_to_proto(p: &StoredPosition) -> pb::Position {
+    pb::Position {
+        file: p.file.clone(),
+        pos: p.pos,
+        gtid_set: p.gtids.clone().unwrap_or_default(),
+        partial: p.partial.as_ref().map(|t| pb::PartialTransaction {
+            gtid: t.gtid.clone().unwrap_or_default(),
+            file: t.file.clone(),
+            pos: t.pos,
+            rows_done: t.rows_done,
+        }),
+        source_ts_ms: p.source_ts_ms,
+    }
+}
+
+/// The request's target, checked for what can be checked without the source.
+fn seek_target(target: Option<pb::seek_request::Target>) -> Result<seek::Target, Status> {
+    use pb::seek_request::Target as T;
+    use rowferry_shared::pb::control::v1::Boundary;
+    let invalid = |m: String| Status::invalid_argument(m);
+    match target {
+        None => Err(invalid(
+            "set one of binlog_position, gtid_set, boundary or timestamp".into(),
+        )),
+        Some(T::BinlogPosition(p)) => {
+            if p.file.trim().is_empty() {
+                return Err(invalid(
+                    "binlog_position.file is empty; give a file SHOW BINARY LOGS lists".into(),
+                ));
+            }
+            Ok(seek::Target::File(
+                rowferry_shared::position::BinlogFilePosition::new(p.file.trim(), p.position),
+            ))
+        }
+        Some(T::GtidSet(text)) => {
+            if text.trim().is_empty() {
+                return Err(invalid(
+                    "gtid_set is empty; give a GTID set (MariaDB `0-1-100`, MySQL `uuid:1-10`) \
+                     or seek to BOUNDARY_EARLIEST"
+                        .into(),
+                ));
+            }
+            text.trim()
+                .parse()
+                .map(seek::Target::Gtids)
+                .map_err(|e| invalid(format!("gtid_set {text:?}: {e}")))
+        }
+        Some(T::Boundary(b)) => match Boundary::try_from(b) {
+            Ok(Boundary::Earliest) => Ok(seek::Target::Earliest),
+            Ok(Boundary::Latest) => Ok(seek::Target::Latest),
+            _ => Err(invalid(format!(
+                "boundary {b} is neither BOUNDARY_EARLIEST nor BOUNDARY_LATEST"
+            ))),
+        },
+        Some(T::Timestamp(t)) => u64::try_from(t.seconds)
+            .map(seek::Target::Timestamp)
+            .map_err(|_| {
+                invalid(format!(
+                    "timestamp {}s is before 1970; give e.g. \"2026-11-26T10:00:00Z\"",
+                    t.seconds
+                ))
+            }),
+    }
+}
+
+fn seek_status(error: SeekError) -> Status {
+    match &error {
+        SeekError::OutOfRange(_) => Status::out_of_range(error.to_string()),
+        _ if error.is_request_error() => Status::invalid_argument(error.to_string()),
+        _ => Status::unavailable(error.to_string()),
     }
 }
 
@@ -197,12 +291,25 @@ impl CaptureControl for Control {
 
     async fn seek(
         &self,
-        _request: Request<pb::SeekRequest>,
+        request: Request<pb::SeekRequest>,
     ) -> Result<Response<pb::SeekResponse>, Status> {
-        Err(Status::unimplemented(
-            "Seek over gRPC is not available in this version; stop the capture and restart it \
-             with --seek earliest|latest|file:pos|gtid:<set>",
-        ))
+        let deadline = ControlTimeouts::of(&request, None)?;
+        let request = request.into_inner();
+        let target = seek_target(request.target)?;
+        let pipeline = self.controller.pipeline().clone();
+        let position = if request.validate_only {
+            pipeline.seek(target, true).await
+        } else {
+            self.controller
+                .while_idle("seek", deadline, || pipeline.seek(target, false))
+                .await
+                .map_err(shared_control::to_grpc)?
+        }
+        .map_err(seek_status)?;
+        Ok(Response::new(pb::SeekResponse {
+            position: Some(position_to_proto(&position)),
+            status: Some(self.status()),
+        }))
     }
 
     async fn get_status(

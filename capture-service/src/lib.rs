@@ -7,5 +7,6 @@ pub mod control;
 pub mod filter;
 pub mod kafka;
 pub mod pipeline;
+pub mod seek;
 pub mod source;
 pub mod status;

@@ -102,29 +102,27 @@ pub async fn run(
     status: StatusSender,
     cancel: CancellationToken,
 ) -> Result<(), CaptureError> {
-    run_controlled(config, status, RunControl::unmanaged(cancel)).await
+    let seek = SeekState::new(&config);
+    run_controlled(config, status, RunControl::unmanaged(cancel), &seek).await
 }
 
-/// [`run`] under a controller: also pauses at transaction boundaries when asked.
+/// [`run`] under a controller: also pauses at transaction boundaries when asked. `seek` is
+/// the process's `--seek`, kept across runs so that it applies only until its first commit.
 pub async fn run_controlled(
     config: CaptureConfig,
     status: StatusSender,
     control: RunControl,
+    seek: &SeekState,
 ) -> Result<(), CaptureError> {
     let cancel = control.cancel_token().clone();
     let initial = Duration::from_millis(config.source.retry_initial_ms.max(50));
     let mut delay = initial;
-    // A seek applies until its first commit; restarts after that resume from what was stored.
-    let seek = SeekState {
-        done: AtomicBool::new(config.source.seek.is_none()),
-        stored_before: std::sync::Mutex::new(None),
-    };
     loop {
         status.send_modify(|s| {
             s.state = State::Starting;
         });
         let started = Instant::now();
-        let result = run_once(&config, &status, &control, &seek).await;
+        let result = run_once(&config, &status, &control, seek).await;
         match result {
             Ok(()) => {
                 status.send_modify(|s| {
@@ -303,8 +301,9 @@ async fn run_once(
     result
 }
 
-/// Whether `--seek` still applies.
-struct SeekState {
+/// Whether `--seek` still applies: until its first commit (restarts after that resume from
+/// what was stored) or until a gRPC Seek stores another position.
+pub struct SeekState {
     done: AtomicBool,
     /// The stored position when the seek was applied: once the stored position differs, a
     /// commit of the seek landed (even if this process never heard back) and the seek is done.
@@ -312,6 +311,19 @@ struct SeekState {
 }
 
 impl SeekState {
+    /// The state of the configured `source.seek` (none: nothing to apply).
+    pub fn new(config: &CaptureConfig) -> Self {
+        Self {
+            done: AtomicBool::new(config.source.seek.is_none()),
+            stored_before: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Drops the configured seek: another position was stored in its place.
+    pub fn supersede(&self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
+
     /// The seek position, if it still applies given what is stored now.
     fn pending<'c>(
         &self,
