@@ -30,9 +30,21 @@ stack-reset: ## stop the local stack and delete its data
 build: ## build every crate
 	$(CARGO) build --workspace --all-targets --locked
 
-lint: ## formatting and clippy, warnings are errors
+lint: ## formatting, clippy (warnings are errors) and buf lint of the protos
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(BUF) lint proto
+
+# buf from the npm registry, pinned, installed once outside the clone.
+BUF_VERSION := 1.75.0
+TOOLS := $(HOME)/.cache/rowferry/tools
+BUF := $(TOOLS)/buf-$(BUF_VERSION)/node_modules/.bin/buf
+
+$(BUF):
+	mkdir -p $(TOOLS)/buf-$(BUF_VERSION)
+	npm install --no-audit --no-fund --silent --prefix $(TOOLS)/buf-$(BUF_VERSION) @bufbuild/buf@$(BUF_VERSION)
+
+lint: $(BUF)
 
 test: stack-up lint ## bring the stack up if needed, then run every test
 	$(WITH_STACK_ENV) $(CARGO) test --workspace --all-targets --locked --no-fail-fast
