@@ -23,14 +23,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let descriptors = protox::compile(&files, [&proto_root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(
-        out_dir.join("rowferry_descriptor.bin"),
-        descriptors.encode_to_vec(),
-    )?;
+    let encoded = descriptors.encode_to_vec();
+    std::fs::write(out_dir.join("rowferry_descriptor.bin"), &encoded)?;
+    // serde implementations following the proto3 JSON mapping (what grpcurl prints), next to
+    // the prost code as `<package>.serde.rs`.
+    pbjson_build::Builder::new()
+        .register_descriptors(&encoded)?
+        .build(&[".rowferry"])?;
 
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Well-known types with serde (pbjson) so that whole messages serialize to JSON.
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(descriptors)?;
     Ok(())
 }

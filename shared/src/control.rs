@@ -55,7 +55,7 @@ impl ControlTimeouts {
     /// malformed timeout is `INVALID_ARGUMENT`.
     pub fn of<T>(
         request: &Request<T>,
-        timeout: Option<&prost_types::Duration>,
+        timeout: Option<&pbjson_types::Duration>,
     ) -> Result<Duration, Status> {
         let mut wait = match timeout {
             None => DEFAULT_TIMEOUT,
@@ -92,16 +92,16 @@ fn client_deadline<T>(request: &Request<T>) -> Option<Duration> {
 }
 
 /// A protobuf timestamp for milliseconds since the Unix epoch.
-pub fn timestamp_from_ms(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
+pub fn timestamp_from_ms(ms: i64) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     }
 }
 
 /// A protobuf duration (saturating at `i64::MAX` seconds).
-pub fn duration_to_proto(duration: Duration) -> prost_types::Duration {
-    prost_types::Duration {
+pub fn duration_to_proto(duration: Duration) -> pbjson_types::Duration {
+    pbjson_types::Duration {
         seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
         nanos: duration.subsec_nanos() as i32,
     }

@@ -7,6 +7,7 @@
 pub mod event {
     pub mod v1 {
         tonic::include_proto!("rowferry.event.v1");
+        include!(concat!(env!("OUT_DIR"), "/rowferry.event.v1.serde.rs"));
     }
 }
 
@@ -14,6 +15,7 @@ pub mod event {
 pub mod control {
     pub mod v1 {
         tonic::include_proto!("rowferry.control.v1");
+        include!(concat!(env!("OUT_DIR"), "/rowferry.control.v1.serde.rs"));
     }
 }
 
@@ -21,6 +23,7 @@ pub mod control {
 pub mod capture {
     pub mod v1 {
         tonic::include_proto!("rowferry.capture.v1");
+        include!(concat!(env!("OUT_DIR"), "/rowferry.capture.v1.serde.rs"));
     }
 }
 
@@ -28,8 +31,12 @@ pub mod capture {
 pub mod apply {
     pub mod v1 {
         tonic::include_proto!("rowferry.apply.v1");
+        include!(concat!(env!("OUT_DIR"), "/rowferry.apply.v1.serde.rs"));
     }
 }
+
+/// The protobuf well-known types the messages use (`Timestamp`, `Duration`), with serde.
+pub use pbjson_types as wkt;
 
 /// Encoded `FileDescriptorSet` of every rowferry proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("rowferry_descriptor");

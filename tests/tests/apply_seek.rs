@@ -207,7 +207,7 @@ async fn seek_by_every_kind_of_target_reapplies_exactly_what_follows() -> Result
         seek(&mut client, gtids.clone(), true).await? == [row(6)],
         "GTID"
     );
-    let at_mid = Target::Timestamp(prost_types::Timestamp {
+    let at_mid = Target::Timestamp(rowferry_shared::pb::wkt::Timestamp {
         seconds: mid.as_secs() as i64,
         nanos: mid.subsec_nanos() as i32,
     });

@@ -172,7 +172,7 @@ async fn the_binary_reports_status_over_grpc_and_stops_cleanly_on_sigterm() -> R
     );
     let invalid = client
         .stop(pb::StopRequest {
-            timeout: Some(prost_types::Duration {
+            timeout: Some(rowferry_shared::pb::wkt::Duration {
                 seconds: -1,
                 nanos: 0,
             }),

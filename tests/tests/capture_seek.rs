@@ -203,7 +203,7 @@ async fn seek_by_every_kind_of_position_reemits_exactly_what_follows() -> Result
     // What each kind of position resolves to (validate_only moves nothing).
     let by_time = seek(
         &mut client,
-        Target::Timestamp(prost_types::Timestamp {
+        Target::Timestamp(rowferry_shared::pb::wkt::Timestamp {
             seconds: mid as i64,
             nanos: 0,
         }),
@@ -274,7 +274,7 @@ async fn seek_by_every_kind_of_position_reemits_exactly_what_follows() -> Result
     // A time: rows 6-10 once more.
     seek(
         &mut client,
-        Target::Timestamp(prost_types::Timestamp {
+        Target::Timestamp(rowferry_shared::pb::wkt::Timestamp {
             seconds: mid as i64,
             nanos: 0,
         }),
