@@ -63,3 +63,20 @@ pub fn refusal<T: std::fmt::Debug>(
         Ok(response) => anyhow::bail!("accepted: {response:?}"),
     }
 }
+
+/// A binary of the workspace next to the test executables (built by `cargo test
+/// --workspace`, which builds every member's binaries).
+pub fn workspace_binary(name: &str) -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or_else(|| anyhow::anyhow!("test executable has no parent directory"))?;
+    let binary = dir.join(name);
+    ensure!(
+        binary.exists(),
+        "{} is missing: build it first (cargo build --workspace, or cargo test --workspace)",
+        binary.display()
+    );
+    Ok(binary)
+}

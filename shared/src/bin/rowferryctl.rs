@@ -1,0 +1,606 @@
+//! rowferryctl: controls a rowferry-capture or rowferry-apply over its gRPC control API.
+//!
+//! Human output by default, `--json` (the proto3 JSON mapping, as grpcurl prints it) for
+//! scripts. Exit codes: 0 done; 1 failed (any other error); 2 bad usage; 3 service
+//! unreachable; 4 refused in the current state (FAILED_PRECONDITION); 5 invalid request
+//! (INVALID_ARGUMENT, OUT_OF_RANGE); 6 timed out (DEADLINE_EXCEEDED).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rowferry_shared::pb::apply::v1 as apply;
+use rowferry_shared::pb::apply::v1::apply_control_client::ApplyControlClient;
+use rowferry_shared::pb::capture::v1 as capture;
+use rowferry_shared::pb::capture::v1::capture_control_client::CaptureControlClient;
+use rowferry_shared::pb::control::v1::{Boundary, State};
+use rowferry_shared::pb::wkt;
+use tonic::transport::{Channel, Endpoint};
+
+/// Controls a rowferry-capture or rowferry-apply over gRPC.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Control endpoint of the service.
+    #[arg(
+        long,
+        env = "ROWFERRY_ADDR",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    addr: String,
+    /// Which service listens there; `auto` asks its health service.
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    service: ServiceKind,
+    /// Print the answer as JSON (the proto3 JSON mapping).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Give up on a request after this many seconds.
+    #[arg(long, default_value_t = 60, global = true)]
+    deadline: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ServiceKind {
+    Auto,
+    Capture,
+    Apply,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The status now.
+    Status,
+    /// The status on every change (and at least every second) until interrupted.
+    Watch {
+        /// Stop after this many updates.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Start the pipeline (when STOPPED or FAILED).
+    Start,
+    /// Stop gracefully: finish and commit the work in flight.
+    Stop {
+        /// Seconds to wait for the work in flight before abandoning it.
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
+    /// Stop taking new work after committing what is in flight (when RUNNING).
+    Pause {
+        /// Seconds to wait for the work in flight.
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
+    /// Continue after a pause.
+    Resume,
+    /// Move where the pipeline continues from (when STOPPED, FAILED or PAUSED).
+    Seek(SeekArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "target")]
+struct SeekTarget {
+    /// Capture: a binlog position `file:pos`.
+    #[arg(long)]
+    binlog: Option<String>,
+    /// A GTID set: capture continues after it; apply from the first record not in it.
+    #[arg(long)]
+    gtid: Option<String>,
+    /// The oldest position still available.
+    #[arg(long)]
+    earliest: bool,
+    /// The current end.
+    #[arg(long)]
+    latest: bool,
+    /// The first transaction (capture) or record (apply) at or after this RFC 3339 time.
+    #[arg(long)]
+    time: Option<String>,
+    /// Apply: `topic:partition:offset`, repeatable.
+    #[arg(long)]
+    offset: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct SeekArgs {
+    #[command(flatten)]
+    target: SeekTarget,
+    /// Only check the position and print what it resolves to.
+    #[arg(long)]
+    validate_only: bool,
+}
+
+/// A failure with the exit code scripts see.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        let error = error.into();
+        let code = match error
+            .downcast_ref::<tonic::Status>()
+            .map(tonic::Status::code)
+        {
+            Some(tonic::Code::Unavailable) => 3,
+            Some(tonic::Code::FailedPrecondition) => 4,
+            Some(tonic::Code::InvalidArgument | tonic::Code::OutOfRange) => 5,
+            Some(tonic::Code::DeadlineExceeded) => 6,
+            _ if error.downcast_ref::<tonic::transport::Error>().is_some() => 3,
+            _ => 1,
+        };
+        Self { code, error }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("rowferryctl: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let message = match failure.error.downcast_ref::<tonic::Status>() {
+                Some(status) => format!("{:?}: {}", status.code(), status.message()),
+                None => format!("{:#}", failure.error),
+            };
+            eprintln!("rowferryctl: {message}");
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let deadline = Duration::from_secs(cli.deadline.max(1));
+    let channel = Endpoint::from_shared(cli.addr.clone())
+        .with_context(|| {
+            format!(
+                "--addr {:?} is not a URL (e.g. http://127.0.0.1:50051)",
+                cli.addr
+            )
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(deadline)
+        .connect()
+        .await
+        .map_err(|e| Failure {
+            code: 3,
+            error: anyhow::anyhow!("cannot reach {}: {e}", cli.addr),
+        })?;
+    let kind = match cli.service {
+        ServiceKind::Auto => detect(&channel).await?,
+        other => other,
+    };
+    let out = Output { json: cli.json };
+    match kind {
+        ServiceKind::Apply => {
+            apply_command(
+                CaptureOrApply::Apply(ApplyControlClient::new(channel)),
+                cli.command,
+                &out,
+            )
+            .await
+        }
+        _ => {
+            apply_command(
+                CaptureOrApply::Capture(CaptureControlClient::new(channel)),
+                cli.command,
+                &out,
+            )
+            .await
+        }
+    }
+}
+
+/// Which service answers: the one whose name its health service knows.
+async fn detect(channel: &Channel) -> Result<ServiceKind, Failure> {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    for (name, kind) in [
+        ("rowferry.capture.v1.CaptureControl", ServiceKind::Capture),
+        ("rowferry.apply.v1.ApplyControl", ServiceKind::Apply),
+    ] {
+        match health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: name.into(),
+            })
+            .await
+        {
+            Ok(_) => return Ok(kind),
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => return Err(status.into()),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "the endpoint serves neither rowferry.capture.v1.CaptureControl nor \
+         rowferry.apply.v1.ApplyControl; check --addr"
+    )
+    .into())
+}
+
+enum CaptureOrApply {
+    Capture(CaptureControlClient<Channel>),
+    Apply(ApplyControlClient<Channel>),
+}
+
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn print<T: serde::Serialize>(
+        &self,
+        value: &T,
+        human: impl FnOnce() -> String,
+    ) -> Result<(), Failure> {
+        if self.json {
+            println!("{}", serde_json::to_string(value)?);
+        } else {
+            println!("{}", human());
+        }
+        Ok(())
+    }
+}
+
+fn timeout(seconds: u64) -> Option<wkt::Duration> {
+    Some(wkt::Duration {
+        seconds: i64::try_from(seconds).unwrap_or(i64::MAX),
+        nanos: 0,
+    })
+}
+
+fn parse_time(text: &str) -> Result<wkt::Timestamp, Failure> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|e| Failure {
+        code: 2,
+        error: anyhow::anyhow!(
+            "--time {text:?} is not an RFC 3339 time like 2026-11-26T10:00:00Z: {e}"
+        ),
+    })
+}
+
+fn usage(message: String) -> Failure {
+    Failure {
+        code: 2,
+        error: anyhow::anyhow!(message),
+    }
+}
+
+async fn apply_command(
+    client: CaptureOrApply,
+    command: Command,
+    out: &Output,
+) -> Result<(), Failure> {
+    match client {
+        CaptureOrApply::Capture(mut c) => match command {
+            Command::Status => {
+                let s = c
+                    .get_status(capture::GetStatusRequest {})
+                    .await?
+                    .into_inner()
+                    .status;
+                print_capture(out, s)
+            }
+            Command::Watch { count } => {
+                let mut stream = c
+                    .watch_status(capture::WatchStatusRequest {})
+                    .await?
+                    .into_inner();
+                let mut seen = 0;
+                while let Some(update) = stream.message().await? {
+                    print_capture(out, update.status)?;
+                    seen += 1;
+                    if count.is_some_and(|n| seen >= n) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            Command::Start => print_capture(
+                out,
+                c.start(capture::StartRequest {}).await?.into_inner().status,
+            ),
+            Command::Stop { wait } => print_capture(
+                out,
+                c.stop(capture::StopRequest {
+                    timeout: timeout(wait),
+                })
+                .await?
+                .into_inner()
+                .status,
+            ),
+            Command::Pause { wait } => print_capture(
+                out,
+                c.pause(capture::PauseRequest {
+                    timeout: timeout(wait),
+                })
+                .await?
+                .into_inner()
+                .status,
+            ),
+            Command::Resume => print_capture(
+                out,
+                c.resume(capture::ResumeRequest {})
+                    .await?
+                    .into_inner()
+                    .status,
+            ),
+            Command::Seek(args) => {
+                use capture::seek_request::Target as T;
+                let t = &args.target;
+                let target = if let Some(binlog) = &t.binlog {
+                    let (file, pos) = binlog
+                        .rsplit_once(':')
+                        .and_then(|(f, p)| Some((f.to_owned(), p.parse().ok()?)))
+                        .ok_or_else(|| usage(format!("--binlog {binlog:?}: write it as file:pos, e.g. mysql-bin.000042:1234")))?;
+                    T::BinlogPosition(capture::BinlogPosition {
+                        file,
+                        position: pos,
+                    })
+                } else if let Some(gtid) = &t.gtid {
+                    T::GtidSet(gtid.clone())
+                } else if t.earliest {
+                    T::Boundary(Boundary::Earliest as i32)
+                } else if t.latest {
+                    T::Boundary(Boundary::Latest as i32)
+                } else if let Some(time) = &t.time {
+                    T::Timestamp(parse_time(time)?)
+                } else {
+                    return Err(usage("--offset is for apply; capture seeks to --binlog, --gtid, --earliest, --latest or --time".into()));
+                };
+                let answer = c
+                    .seek(capture::SeekRequest {
+                        target: Some(target),
+                        validate_only: args.validate_only,
+                    })
+                    .await?
+                    .into_inner();
+                out.print(&answer, || {
+                    let verb = if args.validate_only {
+                        "would read from"
+                    } else {
+                        "reads next from"
+                    };
+                    format!(
+                        "capture {verb} {}",
+                        answer.position.as_ref().map(position).unwrap_or_default()
+                    )
+                })
+            }
+        },
+        CaptureOrApply::Apply(mut c) => match command {
+            Command::Status => {
+                let s = c
+                    .get_status(apply::GetStatusRequest {})
+                    .await?
+                    .into_inner()
+                    .status;
+                print_apply(out, s)
+            }
+            Command::Watch { count } => {
+                let mut stream = c
+                    .watch_status(apply::WatchStatusRequest {})
+                    .await?
+                    .into_inner();
+                let mut seen = 0;
+                while let Some(update) = stream.message().await? {
+                    print_apply(out, update.status)?;
+                    seen += 1;
+                    if count.is_some_and(|n| seen >= n) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            Command::Start => print_apply(
+                out,
+                c.start(apply::StartRequest {}).await?.into_inner().status,
+            ),
+            Command::Stop { wait } => print_apply(
+                out,
+                c.stop(apply::StopRequest {
+                    timeout: timeout(wait),
+                })
+                .await?
+                .into_inner()
+                .status,
+            ),
+            Command::Pause { wait } => print_apply(
+                out,
+                c.pause(apply::PauseRequest {
+                    timeout: timeout(wait),
+                })
+                .await?
+                .into_inner()
+                .status,
+            ),
+            Command::Resume => print_apply(
+                out,
+                c.resume(apply::ResumeRequest {}).await?.into_inner().status,
+            ),
+            Command::Seek(args) => {
+                use apply::seek_request::Target as T;
+                let t = &args.target;
+                let target = if !t.offset.is_empty() {
+                    let offsets = t
+                        .offset
+                        .iter()
+                        .map(|o| {
+                            let mut parts = o.rsplitn(3, ':');
+                            let (Some(offset), Some(partition), Some(topic)) =
+                                (parts.next(), parts.next(), parts.next())
+                            else {
+                                return Err(usage(format!(
+                                    "--offset {o:?}: write it as topic:partition:offset"
+                                )));
+                            };
+                            Ok(apply::PartitionOffset {
+                                topic: topic.to_owned(),
+                                partition: partition.parse().map_err(|_| {
+                                    usage(format!("--offset {o:?}: the partition is not a number"))
+                                })?,
+                                offset: offset.parse().map_err(|_| {
+                                    usage(format!("--offset {o:?}: the offset is not a number"))
+                                })?,
+                            })
+                        })
+                        .collect::<Result<_, _>>()?;
+                    T::Offsets(apply::PartitionOffsets { offsets })
+                } else if let Some(gtid) = &t.gtid {
+                    T::SourceGtidSet(gtid.clone())
+                } else if t.earliest {
+                    T::Boundary(Boundary::Earliest as i32)
+                } else if t.latest {
+                    T::Boundary(Boundary::Latest as i32)
+                } else if let Some(time) = &t.time {
+                    T::Timestamp(parse_time(time)?)
+                } else {
+                    return Err(usage("--binlog is for capture; apply seeks to --offset, --gtid, --earliest, --latest or --time".into()));
+                };
+                let answer = c
+                    .seek(apply::SeekRequest {
+                        target: Some(target),
+                        validate_only: args.validate_only,
+                    })
+                    .await?
+                    .into_inner();
+                out.print(&answer, || {
+                    let verb = if args.validate_only {
+                        "would continue from"
+                    } else {
+                        "continues from"
+                    };
+                    let list: Vec<String> = answer
+                        .offsets
+                        .iter()
+                        .map(|o| format!("  {}/{} at {}", o.topic, o.partition, o.offset))
+                        .collect();
+                    format!("apply {verb}:\n{}", list.join("\n"))
+                })
+            }
+        },
+    }
+}
+
+fn state_name(state: i32) -> &'static str {
+    match State::try_from(state) {
+        Ok(State::Stopped) => "STOPPED",
+        Ok(State::Starting) => "STARTING",
+        Ok(State::Snapshotting) => "SNAPSHOTTING",
+        Ok(State::Running) => "RUNNING",
+        Ok(State::Paused) => "PAUSED",
+        Ok(State::Retrying) => "RETRYING",
+        Ok(State::Stopping) => "STOPPING",
+        Ok(State::Failed) => "FAILED",
+        _ => "UNKNOWN",
+    }
+}
+
+fn position(p: &capture::Position) -> String {
+    let mut text = format!("{}:{}", p.file, p.pos);
+    if p.file.is_empty() {
+        text.clear();
+    }
+    if !p.gtid_set.is_empty() {
+        if !text.is_empty() {
+            text.push_str(", ");
+        }
+        text.push_str(&format!("GTIDs {}", p.gtid_set));
+    }
+    text
+}
+
+fn uptime(d: Option<&wkt::Duration>) -> String {
+    let s = d.map_or(0, |d| d.seconds.max(0));
+    format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn print_capture(out: &Output, status: Option<capture::CaptureStatus>) -> Result<(), Failure> {
+    let s = status.context("the answer has no status")?;
+    out.print(&s, || {
+        let mut lines = vec![format!("capture {}: {}", s.name, state_name(s.state))];
+        if !s.error.is_empty() {
+            lines.push(format!("  error      {}", s.error));
+        }
+        if !s.flavor.is_empty() {
+            lines.push(format!(
+                "  source     {} {} (server_id {})",
+                s.flavor, s.server_version, s.server_id
+            ));
+        }
+        lines.push(format!(
+            "  committed  {}",
+            s.committed
+                .as_ref()
+                .map(position)
+                .unwrap_or_else(|| "nothing yet".into())
+        ));
+        if let Some(lag) = s.lag_seconds {
+            lines.push(format!("  lag        {lag:.1} s"));
+        }
+        lines.push(format!(
+            "  records    {} in {} Kafka transactions ({} source transactions)",
+            s.records_committed, s.kafka_transactions, s.source_transactions
+        ));
+        lines.push(format!(
+            "  uptime     {}  {}",
+            uptime(s.uptime.as_ref()),
+            s.build
+                .as_ref()
+                .map(|b| format!("{} {} {}", b.service, b.version, b.build))
+                .unwrap_or_default()
+        ));
+        lines.join("\n")
+    })
+}
+
+fn print_apply(out: &Output, status: Option<apply::ApplyStatus>) -> Result<(), Failure> {
+    let s = status.context("the answer has no status")?;
+    out.print(&s, || {
+        let mut lines = vec![format!(
+            "apply {} (group {}): {}",
+            s.name,
+            s.group_id,
+            state_name(s.state)
+        )];
+        if !s.error.is_empty() {
+            lines.push(format!("  error      {}", s.error));
+        }
+        for p in &s.partitions {
+            let lag = if p.lag >= 0 {
+                p.lag.to_string()
+            } else {
+                "?".into()
+            };
+            lines.push(format!(
+                "  {}/{}  offset {}  lag {lag}",
+                p.topic, p.partition, p.offset
+            ));
+        }
+        if let Some(lag) = s.lag_seconds {
+            lines.push(format!("  lag        {lag:.1} s"));
+        }
+        lines.push(format!(
+            "  applied    {} changes in {} transactions ({} dead-lettered)",
+            s.records_applied, s.transactions_committed, s.dead_lettered
+        ));
+        lines.push(format!(
+            "  uptime     {}  {}",
+            uptime(s.uptime.as_ref()),
+            s.build
+                .as_ref()
+                .map(|b| format!("{} {} {}", b.service, b.version, b.build))
+                .unwrap_or_default()
+        ));
+        lines.join("\n")
+    })
+}
