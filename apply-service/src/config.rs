@@ -48,7 +48,7 @@ pub struct ApplyConfig {
     pub batch: BatchConfig,
     /// gRPC control endpoint.
     #[serde(default)]
-    pub control: ControlConfig,
+    pub control: rowferry_shared::config::ControlConfig,
 }
 
 /// Value format of records without a `content-type` header.
@@ -285,35 +285,8 @@ impl Default for BatchConfig {
     }
 }
 
-/// gRPC control plane.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ControlConfig {
-    /// Listen address of the gRPC control API; empty disables it (the process then exits
-    /// when the pipeline stops or fails, as nothing could restart it).
-    #[serde(default = "default_grpc")]
-    pub grpc_listen: String,
-    /// Start the pipeline when the process starts (else it waits, STOPPED, for a Start).
-    #[serde(default = "default_autostart")]
-    pub autostart: bool,
-}
-
-fn default_autostart() -> bool {
-    true
-}
-
-fn default_grpc() -> String {
-    "127.0.0.1:50052".into()
-}
-
-impl Default for ControlConfig {
-    fn default() -> Self {
-        Self {
-            grpc_listen: default_grpc(),
-            autostart: default_autostart(),
-        }
-    }
-}
+/// The default listen address of the gRPC control endpoint.
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50052";
 
 impl ApplyConfig {
     /// Reads `path` (if any) and the environment.
@@ -345,12 +318,8 @@ impl ApplyConfig {
                 "must be non-empty and use only letters, digits, `.`, `_` and `-`",
             );
         }
-        if !self.control.autostart && self.control.grpc_listen.is_empty() {
-            return invalid(
-                "control.autostart",
-                "is false but control.grpc_listen is empty, so nothing could ever start apply; \
-                 set autostart = true or give a grpc_listen address",
-            );
+        if let Err((key, reason)) = self.control.check(DEFAULT_GRPC_LISTEN) {
+            return invalid(key, &reason);
         }
         match (&self.kafka.topics.is_empty(), &self.kafka.topic_pattern) {
             (true, None) => {

@@ -46,16 +46,21 @@ fn main() -> anyhow::Result<()> {
         let control_config = config.control.clone();
         let pipeline = Arc::new(ApplyPipeline::new(config, status_tx));
         let controller = Arc::new(Controller::new("apply", pipeline));
-        let endpoint = if control_config.grpc_listen.is_empty() {
+        let listen = control_config.listen(rowferry_apply::config::DEFAULT_GRPC_LISTEN);
+        let endpoint = if listen.is_empty() {
             None
         } else {
-            let listener = control::bind(&control_config.grpc_listen).await?;
+            let security = rowferry_shared::control::Security::from_config(&control_config)?;
+            let max_concurrent = control_config.max_concurrent_requests;
+            let listener = control::bind(listen).await?;
             let stop = CancellationToken::new();
             let service = Control::new(name, group_id, controller.clone());
             let server = tokio::spawn({
                 let stop = stop.clone();
                 async move {
-                    if let Err(error) = control::serve(listener, service, stop).await {
+                    if let Err(error) =
+                        control::serve(listener, service, security, max_concurrent, stop).await
+                    {
                         tracing::error!(%error, "control endpoint stopped");
                     }
                 }

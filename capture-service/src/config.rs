@@ -52,7 +52,7 @@ pub struct CaptureConfig {
     pub filter: FilterConfig,
     /// gRPC control endpoint.
     #[serde(default)]
-    pub control: ControlConfig,
+    pub control: rowferry_shared::config::ControlConfig,
 }
 
 /// Where to read the binlog.
@@ -271,35 +271,8 @@ pub struct FilterConfig {
     pub exclude_columns: Vec<String>,
 }
 
-/// gRPC control plane.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ControlConfig {
-    /// Listen address of the gRPC control API; empty disables it (the process then exits
-    /// when the pipeline stops or fails, as nothing could restart it).
-    #[serde(default = "default_grpc")]
-    pub grpc_listen: String,
-    /// Start the pipeline when the process starts (else it waits, STOPPED, for a Start).
-    #[serde(default = "default_autostart")]
-    pub autostart: bool,
-}
-
-fn default_autostart() -> bool {
-    true
-}
-
-fn default_grpc() -> String {
-    "127.0.0.1:50051".into()
-}
-
-impl Default for ControlConfig {
-    fn default() -> Self {
-        Self {
-            grpc_listen: default_grpc(),
-            autostart: default_autostart(),
-        }
-    }
-}
+/// The default listen address of the gRPC control endpoint.
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50051";
 
 impl CaptureConfig {
     /// Reads `path` (if any) and the environment.
@@ -340,12 +313,8 @@ impl CaptureConfig {
         if !matches!(self.output.format.as_str(), "debezium-json" | "protobuf") {
             return invalid("output.format", "must be `debezium-json` or `protobuf`");
         }
-        if !self.control.autostart && self.control.grpc_listen.is_empty() {
-            return invalid(
-                "control.autostart",
-                "is false but control.grpc_listen is empty, so nothing could ever start the \
-                 capture; set autostart = true or give a grpc_listen address",
-            );
+        if let Err((key, reason)) = self.control.check(DEFAULT_GRPC_LISTEN) {
+            return invalid(key, &reason);
         }
         if !matches!(
             self.output.large_record_policy.as_str(),

@@ -365,6 +365,8 @@ pub async fn bind(listen: &str) -> Result<tokio::net::TcpListener, ControlError>
 pub async fn serve(
     listener: tokio::net::TcpListener,
     control: Control,
+    security: shared_control::Security,
+    max_concurrent_requests: usize,
     shutdown: CancellationToken,
 ) -> Result<(), ControlError> {
     let controller = control.controller.clone();
@@ -373,10 +375,15 @@ pub async fn serve(
         ..control
     };
     let endpoint = shared_control::Endpoint {
-        routes: tonic::service::Routes::new(CaptureControlServer::new(control)),
+        routes: tonic::service::Routes::new(CaptureControlServer::with_interceptor(
+            control,
+            security.token_check(),
+        )),
         service: SERVICE_NAME,
         status: controller.pipeline().subscribe(),
         view: controller.subscribe(),
+        tls: security.tls,
+        max_concurrent_requests,
     };
     shared_control::serve(listener, endpoint, |s: &CaptureStatus| s.state, shutdown).await
 }

@@ -163,3 +163,114 @@ mod tests {
         assert_eq!(plain.redacted(), "mysql://app@db:3306");
     }
 }
+
+/// The gRPC control endpoint of a service (`[control]`), the same for both services.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Listen address (`127.0.0.1:50051`); empty disables the endpoint (the process then exits
+    /// when the pipeline stops or fails, as nothing could restart it); unset: the service's
+    /// default.
+    #[serde(default)]
+    pub grpc_listen: Option<String>,
+    /// Start the pipeline when the process starts (else it waits, STOPPED, for a Start).
+    #[serde(default = "default_true")]
+    pub autostart: bool,
+    /// Server certificate chain (PEM). With `tls_key`, the endpoint speaks TLS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of `tls_cert` (PEM).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM) that client certificates must chain to: mutual TLS.
+    #[serde(default)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Bearer token every control request must carry (`authorization: Bearer <token>`);
+    /// health checks and reflection stay open. Prefer `token_file` or the environment.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// File holding the bearer token (trailing newline ignored).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Control requests served at once; more wait for a slot.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_requests: usize,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_concurrent() -> usize {
+    32
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            grpc_listen: None,
+            autostart: true,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            token: None,
+            token_file: None,
+            max_concurrent_requests: default_max_concurrent(),
+        }
+    }
+}
+
+impl ControlConfig {
+    /// The listen address, `default` when unset; empty when disabled.
+    pub fn listen<'a>(&'a self, default: &'a str) -> &'a str {
+        self.grpc_listen.as_deref().unwrap_or(default)
+    }
+
+    /// Checks the settings that only make sense together; the error names the key and why.
+    pub fn check(&self, default_listen: &str) -> Result<(), (&'static str, String)> {
+        let enabled = !self.listen(default_listen).is_empty();
+        if !self.autostart && !enabled {
+            return Err((
+                "control.autostart",
+                "is false but control.grpc_listen is empty, so nothing could ever start the \
+                 pipeline; set autostart = true or give a grpc_listen address"
+                    .into(),
+            ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err((
+                "control.tls_cert",
+                "and control.tls_key go together: give both (PEM files) or neither".into(),
+            ));
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err((
+                "control.tls_client_ca",
+                "needs TLS: give control.tls_cert and control.tls_key too".into(),
+            ));
+        }
+        if self.token.is_some() && self.token_file.is_some() {
+            return Err((
+                "control.token",
+                "and control.token_file are alternatives: give one".into(),
+            ));
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err((
+                "control.max_concurrent_requests",
+                "must be 1 or more".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The bearer token, read from `token_file` when given there.
+    pub fn read_token(&self) -> Result<Option<Secret>, PasswordError> {
+        read_password(
+            self.token.as_ref(),
+            self.token_file.as_deref(),
+            None,
+            "control.token",
+        )
+    }
+}

@@ -3,8 +3,10 @@
 //! Human output by default, `--json` (the proto3 JSON mapping, as grpcurl prints it) for
 //! scripts. Exit codes: 0 done; 1 failed (any other error); 2 bad usage; 3 service
 //! unreachable; 4 refused in the current state (FAILED_PRECONDITION); 5 invalid request
-//! (INVALID_ARGUMENT, OUT_OF_RANGE); 6 timed out (DEADLINE_EXCEEDED).
+//! (INVALID_ARGUMENT, OUT_OF_RANGE); 6 timed out (DEADLINE_EXCEEDED); 7 not allowed
+//! (UNAUTHENTICATED, PERMISSION_DENIED).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -16,7 +18,10 @@ use rowferry_shared::pb::capture::v1 as capture;
 use rowferry_shared::pb::capture::v1::capture_control_client::CaptureControlClient;
 use rowferry_shared::pb::control::v1::{Boundary, State};
 use rowferry_shared::pb::wkt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Controls a rowferry-capture or rowferry-apply over gRPC.
 #[derive(Debug, Parser)]
@@ -39,6 +44,21 @@ struct Cli {
     /// Give up on a request after this many seconds.
     #[arg(long, default_value_t = 60, global = true)]
     deadline: u64,
+    /// File holding the bearer token the service wants (its control.token_file).
+    #[arg(long, env = "ROWFERRY_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to check the service's certificate with (https:// addresses).
+    #[arg(long, global = true)]
+    ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM), for services that require one (mutual TLS).
+    #[arg(long, global = true, requires = "key")]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, global = true, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Name to expect in the service's certificate, when it is not the --addr host.
+    #[arg(long, global = true)]
+    tls_domain: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -121,14 +141,20 @@ struct Failure {
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(error: E) -> Self {
         let error = error.into();
-        let code = match error
-            .downcast_ref::<tonic::Status>()
-            .map(tonic::Status::code)
-        {
+        let status = error.downcast_ref::<tonic::Status>();
+        // A status made on this side from a broken connection (wrong protocol, TLS refused)
+        // carries the connection error as its source; the service's own answers do not.
+        let broken = status.is_some_and(|s| {
+            std::error::Error::source(s).is_some()
+                && matches!(s.code(), tonic::Code::Unknown | tonic::Code::Internal)
+        });
+        let code = match status.map(tonic::Status::code) {
+            _ if broken => 3,
             Some(tonic::Code::Unavailable) => 3,
             Some(tonic::Code::FailedPrecondition) => 4,
             Some(tonic::Code::InvalidArgument | tonic::Code::OutOfRange) => 5,
             Some(tonic::Code::DeadlineExceeded) => 6,
+            Some(tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => 7,
             _ if error.downcast_ref::<tonic::transport::Error>().is_some() => 3,
             _ => 1,
         };
@@ -161,47 +187,97 @@ fn main() -> ExitCode {
     }
 }
 
+fn read_file(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
     let deadline = Duration::from_secs(cli.deadline.max(1));
-    let channel = Endpoint::from_shared(cli.addr.clone())
-        .with_context(|| {
-            format!(
+    let mut endpoint = Endpoint::from_shared(cli.addr.clone())
+        .map_err(|_| {
+            usage(format!(
                 "--addr {:?} is not a URL (e.g. http://127.0.0.1:50051)",
                 cli.addr
-            )
+            ))
         })?
         .connect_timeout(Duration::from_secs(5))
-        .timeout(deadline)
-        .connect()
-        .await
-        .map_err(|e| Failure {
-            code: 3,
-            error: anyhow::anyhow!("cannot reach {}: {e}", cli.addr),
-        })?;
+        .timeout(deadline);
+    if cli.addr.starts_with("https://") || cli.ca_cert.is_some() || cli.cert.is_some() {
+        let mut tls = ClientTlsConfig::new();
+        if let Some(ca) = &cli.ca_cert {
+            tls = tls.ca_certificate(Certificate::from_pem(read_file("--ca-cert", ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&cli.cert, &cli.key) {
+            tls = tls.identity(Identity::from_pem(
+                read_file("--cert", cert)?,
+                read_file("--key", key)?,
+            ));
+        }
+        if let Some(domain) = &cli.tls_domain {
+            tls = tls.domain_name(domain.clone());
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| usage(format!("TLS settings: {e}")))?;
+    }
+    let token = match &cli.token_file {
+        Some(path) => {
+            let text = String::from_utf8(read_file("--token-file", path)?)
+                .map_err(|_| usage(format!("--token-file {}: not UTF-8", path.display())))?;
+            let value: MetadataValue<Ascii> =
+                format!("Bearer {}", text.trim_end_matches(['\n', '\r']))
+                    .parse()
+                    .map_err(|_| {
+                        usage(format!(
+                            "--token-file {}: not a valid header value",
+                            path.display()
+                        ))
+                    })?;
+            Some(value)
+        }
+        None => None,
+    };
+    let channel = endpoint.connect().await.map_err(|e| Failure {
+        code: 3,
+        error: anyhow::anyhow!("cannot reach {}: {e}", cli.addr),
+    })?;
     let kind = match cli.service {
         ServiceKind::Auto => detect(&channel).await?,
         other => other,
     };
     let out = Output { json: cli.json };
+    let auth = AddToken(token);
     match kind {
         ServiceKind::Apply => {
-            apply_command(
-                CaptureOrApply::Apply(ApplyControlClient::new(channel)),
-                cli.command,
-                &out,
-            )
-            .await
+            let client = ApplyControlClient::with_interceptor(channel, auth);
+            apply_command(CaptureOrApply::Apply(client), cli.command, &out).await
         }
         _ => {
-            apply_command(
-                CaptureOrApply::Capture(CaptureControlClient::new(channel)),
-                cli.command,
-                &out,
-            )
-            .await
+            let client = CaptureControlClient::with_interceptor(channel, auth);
+            apply_command(CaptureOrApply::Capture(client), cli.command, &out).await
         }
     }
 }
+
+/// Adds `authorization: Bearer <token>` to every control request, when given a token.
+#[derive(Clone)]
+struct AddToken(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for AddToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, AddToken>;
 
 /// Which service answers: the one whose name its health service knows.
 async fn detect(channel: &Channel) -> Result<ServiceKind, Failure> {
@@ -229,8 +305,8 @@ async fn detect(channel: &Channel) -> Result<ServiceKind, Failure> {
 }
 
 enum CaptureOrApply {
-    Capture(CaptureControlClient<Channel>),
-    Apply(ApplyControlClient<Channel>),
+    Capture(CaptureControlClient<Authed>),
+    Apply(ApplyControlClient<Authed>),
 }
 
 struct Output {

@@ -10,6 +10,10 @@ use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Status};
 
+mod security;
+
+pub use security::{Security, TokenCheck};
+
 use crate::lifecycle::{ControlError, ControlView, State};
 use crate::pb::control::v1 as pb;
 
@@ -225,6 +229,10 @@ pub struct Endpoint<T> {
     pub status: watch::Receiver<T>,
     /// The controller's view.
     pub view: watch::Receiver<ControlView>,
+    /// TLS, if any (the token is checked by the routes' interceptor).
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Control requests served at once.
+    pub max_concurrent_requests: usize,
 }
 
 /// Serves `endpoint` with the health service (following the state) and reflection on
@@ -249,8 +257,26 @@ pub async fn serve<T: Send + Sync + 'static>(
         shutdown.clone(),
     );
     let reflection = reflection()?;
-    tracing::info!(%address, service = endpoint.service, "gRPC control endpoint listening");
-    let served = tonic::transport::Server::builder()
+    let tls = endpoint.tls.is_some();
+    tracing::info!(%address, service = endpoint.service, tls, "gRPC control endpoint listening");
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(config) = endpoint.tls {
+        builder = builder
+            .tls_config(config)
+            .map_err(|e| EndpointError::Config {
+                key: "control.tls_cert",
+                detail: format!("cannot be used: {e}"),
+            })?;
+    }
+    // Every request gets a span (method, status, latency at debug level); a global limit
+    // keeps a burst of control calls from crowding out the pipeline.
+    let layers = tower::ServiceBuilder::new()
+        .layer(tower_http::trace::TraceLayer::new_for_grpc())
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            endpoint.max_concurrent_requests.max(1),
+        ));
+    let served = builder
+        .layer(layers)
         .add_routes(endpoint.routes)
         .add_service(health_service)
         .add_service(reflection)
@@ -288,6 +314,14 @@ pub enum EndpointError {
     /// The listen address does not parse.
     #[error("invalid control.grpc_listen {0:?}: expected host:port, e.g. 127.0.0.1:50051")]
     Address(String),
+    /// A security setting cannot be used.
+    #[error("invalid configuration: `{key}` {detail}")]
+    Config {
+        /// The setting.
+        key: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// Binding or serving failed.
     #[error("gRPC control endpoint on {address}: {detail}")]
     Serve {
