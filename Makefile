@@ -46,8 +46,17 @@ $(BUF):
 
 lint: $(BUF)
 
-test: stack-up lint ## bring the stack up if needed, then run every test
-	$(WITH_STACK_ENV) $(CARGO) test --workspace --all-targets --locked --no-fail-fast
+# grpcurl from the Go module proxy, pinned, for the black-box test of the control API.
+GRPCURL_VERSION := v1.9.4
+GRPCURL := $(TOOLS)/grpcurl-$(GRPCURL_VERSION)/grpcurl
+
+$(GRPCURL):
+	mkdir -p $(TOOLS)/grpcurl-$(GRPCURL_VERSION)
+	GOBIN=$(TOOLS)/grpcurl-$(GRPCURL_VERSION) GOPATH=$(TOOLS)/go GOFLAGS=-modcacherw PATH="$$PATH:/usr/local/go/bin" \
+		go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+test: stack-up lint $(GRPCURL) ## bring the stack up if needed, then run every test
+	$(WITH_STACK_ENV) ROWFERRY_GRPCURL=$(GRPCURL) $(CARGO) test --workspace --all-targets --locked --no-fail-fast
 
 demo: stack-up ## replicate a demo schema end to end, print counts and checksums of both sides
 	$(CARGO) build --locked -p rowferry-capture -p rowferry-apply

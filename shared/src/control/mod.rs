@@ -256,7 +256,7 @@ pub async fn serve<T: Send + Sync + 'static>(
         phase,
         shutdown.clone(),
     );
-    let reflection = reflection()?;
+    let reflection = reflection(endpoint.service)?;
     let tls = endpoint.tls.is_some();
     tracing::info!(%address, service = endpoint.service, tls, "gRPC control endpoint listening");
     let mut builder = tonic::transport::Server::builder();
@@ -293,7 +293,12 @@ pub async fn serve<T: Send + Sync + 'static>(
 }
 
 /// Server reflection over every rowferry proto.
-fn reflection() -> Result<
+/// Lists exactly what this endpoint serves: `service`, the health service (with its schema,
+/// so grpcurl can call it) and reflection itself — not the other service's API, whose schema
+/// shares the descriptor set.
+fn reflection(
+    service: &str,
+) -> Result<
     tonic_reflection::server::v1::ServerReflectionServer<
         impl tonic_reflection::server::v1::ServerReflection,
     >,
@@ -301,6 +306,10 @@ fn reflection() -> Result<
 > {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(service)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()
         .map_err(|e| EndpointError::Serve {
             address: String::new(),
