@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rowferry_shared::control::{self as shared_control, ControlTimeouts};
+use rowferry_shared::control::{self as shared_control, ControlTimeouts, Rates, Totals};
 use rowferry_shared::lifecycle::{Controller, Pipeline, RunControl, RunFuture, State};
 use rowferry_shared::pb::apply::v1 as pb;
 use rowferry_shared::pb::apply::v1::apply_control_server::{ApplyControl, ApplyControlServer};
@@ -89,6 +89,7 @@ pub struct Control {
     group_id: String,
     controller: Arc<Controller<ApplyPipeline>>,
     started: Instant,
+    rates: Arc<Rates>,
     /// Fired when the server shuts down: ends the open status streams.
     shutdown: CancellationToken,
 }
@@ -101,6 +102,7 @@ impl Control {
             group_id,
             controller,
             started: Instant::now(),
+            rates: Arc::default(),
             shutdown: CancellationToken::new(),
         }
     }
@@ -117,6 +119,7 @@ impl Control {
             status,
             &self.controller,
             self.started,
+            &self.rates,
         )
     }
 }
@@ -129,6 +132,7 @@ pub fn to_proto(
     status: &ApplyStatus,
     controller: &Controller<ApplyPipeline>,
     started: Instant,
+    rates: &Rates,
 ) -> pb::ApplyStatus {
     let view = controller.view();
     let state = view.state(status.state);
@@ -168,14 +172,18 @@ pub fn to_proto(
         dead_lettered: status.dead_lettered,
         last_event_time: last_ts_ms.map(shared_control::timestamp_from_ms),
         lag_seconds: status.lag_seconds,
-        counters: None,
-        tables: Vec::new(),
+        counters: Some(rates.observe(Totals {
+            events: status.records_applied,
+            bytes: status.bytes_applied,
+            transactions: status.target_transactions,
+        })),
+        tables: shared_control::tables_to_proto(&status.tables),
         uptime: Some(shared_control::duration_to_proto(started.elapsed())),
         build: Some(shared_control::build_info(
             "rowferry-apply",
             env!("CARGO_PKG_VERSION"),
         )),
-        source_position: String::new(),
+        source_position: status.source_position.clone().unwrap_or_default(),
     }
 }
 
@@ -286,12 +294,20 @@ impl ApplyControl for Control {
         let group_id = self.group_id.clone();
         let controller = self.controller.clone();
         let started = self.started;
+        let rates = self.rates.clone();
         let stream = shared_control::watch(
             controller.pipeline().subscribe(),
             controller.subscribe(),
             self.shutdown.clone(),
             move |status| pb::WatchStatusResponse {
-                status: Some(to_proto(&name, &group_id, status, &controller, started)),
+                status: Some(to_proto(
+                    &name,
+                    &group_id,
+                    status,
+                    &controller,
+                    started,
+                    &rates,
+                )),
             },
         );
         Ok(Response::new(Box::pin(stream)))

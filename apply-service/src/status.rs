@@ -39,6 +39,13 @@ pub struct ApplyStatus {
     pub dead_lettered: u64,
     /// Target transactions committed.
     pub target_transactions: u64,
+    /// Bytes of the change records applied (keys and values).
+    pub bytes_applied: u64,
+    /// Changes applied, per target table and operation.
+    #[serde(skip)]
+    pub tables: rowferry_shared::control::TableCounts,
+    /// Source position (GTID or `file:pos`) of the last change applied, of any partition.
+    pub source_position: Option<String>,
     /// Seconds between the source commit of the last applied change and its target commit.
     pub lag_seconds: Option<f64>,
 }
@@ -53,6 +60,9 @@ impl Default for ApplyStatus {
             tombstones_skipped: 0,
             dead_lettered: 0,
             target_transactions: 0,
+            bytes_applied: 0,
+            tables: Default::default(),
+            source_position: None,
             lag_seconds: None,
         }
     }

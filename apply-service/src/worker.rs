@@ -405,6 +405,7 @@ impl Worker {
             },
             source_ts_ms,
             position,
+            bytes: record.key.as_ref().map_or(0, |k| k.len()) + record.payload().len(),
         })))
     }
 

@@ -21,6 +21,7 @@ use crate::status::{State, partition_key};
 use crate::target::tables::TargetTable;
 use crate::target::{TargetError, exec};
 use crate::worker::{Report, Shared};
+use rowferry_shared::control::{TableCounts, merge_tables};
 
 /// Why a partition's applier stopped early.
 pub(crate) enum Exit {
@@ -52,6 +53,8 @@ pub(crate) struct Prepared {
     pub source_ts_ms: i64,
     /// Source GTID or `file:pos`, stored with the offset.
     pub position: Option<String>,
+    /// Bytes of the record (key and value).
+    pub bytes: usize,
 }
 
 /// Records of one partition in offset order, ready to write, and the poison record that
@@ -313,12 +316,31 @@ impl Writer {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let key = partition_key(&self.topic, self.partition);
+        let mut tables = TableCounts::new();
+        let mut bytes = 0u64;
+        for p in prepared.iter().flatten() {
+            tables
+                .entry(p.table.schema.id.clone())
+                .or_default()
+                .add(&p.change.change);
+            bytes += p.bytes as u64;
+        }
+        let last_position = prepared
+            .iter()
+            .rev()
+            .flatten()
+            .find_map(|p| p.position.clone());
         self.shared.status.send_modify(|s| {
             if s.state == State::Retrying {
                 s.state = State::Running;
                 s.error = None;
             }
             s.records_applied += applied;
+            s.bytes_applied += bytes;
+            merge_tables(&mut s.tables, &tables);
+            if last_position.is_some() {
+                s.source_position = last_position;
+            }
             s.tombstones_skipped += tombstones;
             s.target_transactions += 1;
             if let Some(ts) = last_ts {

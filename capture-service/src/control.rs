@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rowferry_shared::control::{self as shared_control, ControlTimeouts};
+use rowferry_shared::control::{self as shared_control, ControlTimeouts, Rates, Totals};
 use rowferry_shared::lifecycle::{Controller, Pipeline, RunControl, RunFuture, State};
 use rowferry_shared::pb::capture::v1 as pb;
 use rowferry_shared::pb::capture::v1::capture_control_server::{
@@ -90,6 +90,7 @@ pub struct Control {
     name: String,
     controller: Arc<Controller<CapturePipeline>>,
     started: Instant,
+    rates: Arc<Rates>,
     /// Fired when the server shuts down: ends the open status streams.
     shutdown: CancellationToken,
 }
@@ -101,13 +102,20 @@ impl Control {
             name,
             controller,
             started: Instant::now(),
+            rates: Arc::default(),
             shutdown: CancellationToken::new(),
         }
     }
 
     fn status(&self) -> pb::CaptureStatus {
         let status = self.controller.pipeline().subscribe().borrow().clone();
-        to_proto(&self.name, &status, &self.controller, self.started)
+        to_proto(
+            &self.name,
+            &status,
+            &self.controller,
+            self.started,
+            &self.rates,
+        )
     }
 }
 
@@ -118,6 +126,7 @@ pub fn to_proto(
     status: &CaptureStatus,
     controller: &Controller<CapturePipeline>,
     started: Instant,
+    rates: &Rates,
 ) -> pb::CaptureStatus {
     let view = controller.view();
     let state = view.state(status.state);
@@ -148,8 +157,12 @@ pub fn to_proto(
             .as_ref()
             .filter(|p| p.source_ts_ms > 0)
             .map(|p| shared_control::timestamp_from_ms(p.source_ts_ms)),
-        counters: None,
-        tables: Vec::new(),
+        counters: Some(rates.observe(Totals {
+            events: status.records_committed,
+            bytes: status.bytes_committed,
+            transactions: status.source_transactions,
+        })),
+        tables: shared_control::tables_to_proto(&status.tables),
         uptime: Some(shared_control::duration_to_proto(started.elapsed())),
         build: Some(shared_control::build_info(
             "rowferry-capture",
@@ -330,12 +343,13 @@ impl CaptureControl for Control {
         let name = self.name.clone();
         let controller = self.controller.clone();
         let started = self.started;
+        let rates = self.rates.clone();
         let stream = shared_control::watch(
             controller.pipeline().subscribe(),
             controller.subscribe(),
             self.shutdown.clone(),
             move |status| pb::WatchStatusResponse {
-                status: Some(to_proto(&name, status, &controller, started)),
+                status: Some(to_proto(&name, status, &controller, started, &rates)),
             },
         );
         Ok(Response::new(Box::pin(stream)))

@@ -292,6 +292,8 @@ async fn run_once(
         included: HashMap::new(),
         lag_updated: None,
         last_end: start.file.pos,
+        open_tables: Default::default(),
+        committing_tables: Default::default(),
     };
     let result = streamer.stream(stream, control).await;
     if result.is_err() {
@@ -476,6 +478,10 @@ struct Streamer<'a> {
     lag_updated: Option<Instant>,
     /// End position of the last event that had one.
     last_end: u64,
+    /// Records sent in the open Kafka transaction, per table and operation.
+    open_tables: rowferry_shared::control::TableCounts,
+    /// The same for each transaction being committed, oldest first.
+    committing_tables: std::collections::VecDeque<rowferry_shared::control::TableCounts>,
 }
 
 /// The first ROTATE of a dump arrives before the FORMAT_DESCRIPTION, so when the source
@@ -598,12 +604,15 @@ impl Streamer<'_> {
 
     /// Publishes commits that finished in the background.
     fn report_completed(&mut self) {
-        for (position, records) in self.writer.take_completed() {
+        for done in self.writer.take_completed() {
             self.seek.done.store(true, Ordering::Relaxed);
+            let tables = self.committing_tables.pop_front().unwrap_or_default();
             self.status.send_modify(|s| {
-                s.committed = Some(position);
-                s.records_committed += records as u64;
+                s.committed = Some(done.position);
+                s.records_committed += done.records as u64;
+                s.bytes_committed += done.bytes as u64;
                 s.kafka_transactions += 1;
+                rowferry_shared::control::merge_tables(&mut s.tables, &tables);
             });
         }
     }
@@ -856,6 +865,9 @@ impl Streamer<'_> {
 
     async fn commit(&mut self, position: StoredPosition) -> Result<(), CaptureError> {
         self.writer.commit(&position).await?;
+        // The counts of the records in this transaction, reported once Kafka has it.
+        self.committing_tables
+            .push_back(std::mem::take(&mut self.open_tables));
         self.last_commit = Instant::now();
         self.committed = Some(position);
         self.report_completed();
@@ -1112,6 +1124,12 @@ impl Streamer<'_> {
                 headers,
             )
             .await;
+        if result.is_ok() {
+            self.open_tables
+                .entry(event.schema.id.clone())
+                .or_default()
+                .add(&event.change);
+        }
         let ChangeEvent {
             source,
             transaction,

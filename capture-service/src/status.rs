@@ -34,6 +34,11 @@ pub struct CaptureStatus {
     pub kafka_transactions: u64,
     /// Source transactions fully delivered.
     pub source_transactions: u64,
+    /// Bytes of the change records committed (keys and values).
+    pub bytes_committed: u64,
+    /// Change records committed, per source table and operation.
+    #[serde(skip)]
+    pub tables: rowferry_shared::control::TableCounts,
 }
 
 impl Default for CaptureStatus {
@@ -49,6 +54,8 @@ impl Default for CaptureStatus {
             records_committed: 0,
             kafka_transactions: 0,
             source_transactions: 0,
+            bytes_committed: 0,
+            tables: Default::default(),
         }
     }
 }

@@ -221,6 +221,25 @@ async fn apply_is_started_paused_resumed_and_stopped_over_grpc_exactly_once() ->
                 .iter()
                 .all(|p| p.lag == 0 && p.high_watermark >= p.offset && p.offset > 0);
         if caught_up && s.records_applied > 0 && s.transactions_committed > 0 {
+            // Counters: the changes of this process, per table and operation.
+            let counters = s.counters.context("no counters")?;
+            ensure!(
+                counters.events == s.records_applied
+                    && counters.transactions == s.transactions_committed
+                    && counters.bytes > 0,
+                "{counters:?}"
+            );
+            ensure!(s.tables.len() == 1, "{:?}", s.tables);
+            let t = &s.tables[0];
+            ensure!(
+                t.database == db
+                    && t.table == "counters"
+                    && t.inserts + t.updates + t.deletes == s.records_applied
+                    && t.inserts >= rows as u64
+                    && t.updates > 0,
+                "{t:?} vs {rows} rows"
+            );
+            ensure!(!s.source_position.is_empty(), "{s:?}");
             break;
         }
         ensure!(

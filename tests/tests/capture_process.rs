@@ -194,6 +194,23 @@ async fn the_binary_reports_status_over_grpc_and_stops_cleanly_on_sigterm() -> R
         "not SERVING after Start"
     );
 
+    // Counters: every record of this process, per table and operation.
+    let counted = status(&mut client).await?;
+    let counters = counted.counters.context("no counters")?;
+    ensure!(
+        counters.events == 7 && counted.records_committed == 7 && counters.bytes > 0,
+        "{counters:?}"
+    );
+    ensure!(
+        counted.tables.len() == 1
+            && counted.tables[0].database == db
+            && counted.tables[0].table == "t"
+            && counted.tables[0].inserts == 7
+            && counted.tables[0].updates + counted.tables[0].deletes == 0,
+        "{:?}",
+        counted.tables
+    );
+
     // SIGTERM: finish, commit, exit 0.
     let pid = child.id().context("no pid")?;
     let killed = std::process::Command::new("kill")

@@ -62,7 +62,19 @@ struct InFlight {
     handle: tokio::task::JoinHandle<rdkafka::error::KafkaResult<()>>,
     position: StoredPosition,
     records: usize,
+    bytes: usize,
     started: Instant,
+}
+
+/// A transaction Kafka has committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    /// The position stored with it.
+    pub position: StoredPosition,
+    /// Change records in it.
+    pub records: usize,
+    /// Bytes of those records (keys and values).
+    pub bytes: usize,
 }
 
 /// The transactional writer of one capture.
@@ -81,7 +93,7 @@ pub struct TransactionalWriter {
     pending: Vec<Pending>,
     pending_bytes: usize,
     pending_limit: usize,
-    completed: Vec<(StoredPosition, usize)>,
+    completed: Vec<Committed>,
 }
 
 /// The librdkafka settings every capture client shares (bootstrap, extra properties).
@@ -208,12 +220,16 @@ impl TransactionalWriter {
                 detail,
             });
         }
-        self.completed.push((in_flight.position, in_flight.records));
+        self.completed.push(Committed {
+            position: in_flight.position,
+            records: in_flight.records,
+            bytes: in_flight.bytes,
+        });
         Ok(())
     }
 
     /// Commits finished since the last call: the position each stored and its record count.
-    pub fn take_completed(&mut self) -> Vec<(StoredPosition, usize)> {
+    pub fn take_completed(&mut self) -> Vec<Committed> {
         std::mem::take(&mut self.completed)
     }
 
@@ -355,6 +371,7 @@ impl TransactionalWriter {
             }),
             position: position.clone(),
             records: self.records,
+            bytes: self.bytes,
             started: Instant::now(),
         });
         self.open = false;

@@ -10,8 +10,10 @@ use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Status};
 
+mod counters;
 mod security;
 
+pub use counters::{OpCounts, Rates, TableCounts, Totals, merge_tables, tables_to_proto};
 pub use security::{Security, TokenCheck};
 
 use crate::lifecycle::{ControlError, ControlView, State};
