@@ -129,7 +129,26 @@ async fn apply_is_started_paused_resumed_and_stopped_over_grpc_exactly_once() ->
         7,
     ));
 
+    // WatchStatus from here: the first update at once, then STARTING → RUNNING.
+    let mut watch = client
+        .watch_status(pb::WatchStatusRequest {})
+        .await?
+        .into_inner();
+    let first = watch.message().await?.and_then(|u| u.status).context("no update")?;
+    ensure!(first.state == State::Stopped as i32, "{first:?}");
     client.start(pb::StartRequest {}).await?;
+    let watched_running = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(update) = watch.message().await? {
+            if update.status.is_some_and(|s| s.state == State::Running as i32) {
+                return Ok::<bool, anyhow::Error>(true);
+            }
+        }
+        Ok(false)
+    })
+    .await
+    .context("WatchStatus never reported RUNNING")??;
+    ensure!(watched_running, "WatchStatus ended before RUNNING");
+    drop(watch);
     let running = wait_state(&mut client, State::Running).await?;
     ensure!(
         running.group_id == name.replace(['.', '-'], "_"),
