@@ -134,12 +134,19 @@ async fn apply_is_started_paused_resumed_and_stopped_over_grpc_exactly_once() ->
         .watch_status(pb::WatchStatusRequest {})
         .await?
         .into_inner();
-    let first = watch.message().await?.and_then(|u| u.status).context("no update")?;
+    let first = watch
+        .message()
+        .await?
+        .and_then(|u| u.status)
+        .context("no update")?;
     ensure!(first.state == State::Stopped as i32, "{first:?}");
     client.start(pb::StartRequest {}).await?;
     let watched_running = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(update) = watch.message().await? {
-            if update.status.is_some_and(|s| s.state == State::Running as i32) {
+            if update
+                .status
+                .is_some_and(|s| s.state == State::Running as i32)
+            {
                 return Ok::<bool, anyhow::Error>(true);
             }
         }
