@@ -549,8 +549,8 @@ fn drain_backlogs(consumer: &BaseConsumer<ApplyContext>) {
 
 /// Pauses or resumes as the controller asks. A pause stops every worker (each commits its
 /// batch in flight and drops what it had queued) and pauses the assigned partitions, keeping
-/// the group membership; then it is confirmed. A resume restarts every assigned partition at
-/// its stored offset, so nothing dropped is lost and nothing applied is applied again.
+/// the group membership; then it is confirmed. A resume assigns every partition again at its
+/// stored offset, so nothing dropped is lost and nothing applied is applied again.
 fn follow_pause(consumer: &BaseConsumer<ApplyContext>, control: &RunControl) {
     let context = consumer.context();
     let paused = context.paused.load(Ordering::SeqCst);
@@ -579,10 +579,24 @@ fn follow_pause(consumer: &BaseConsumer<ApplyContext>, control: &RunControl) {
         control.set_paused(true);
     } else {
         context.paused.store(false, Ordering::SeqCst);
-        for (topic, partition) in assigned {
-            restart_partition(consumer, topic, partition);
+        // Assigning anew at the stored offsets (rather than seeking) also covers partitions
+        // assigned while paused, which never fetched and so could not be sought.
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in &assigned {
+            tpl.add_partition(topic, *partition);
         }
-        tracing::info!("resumed");
+        if let Err(error) = context.assign_at_stored_offsets(consumer, &assigned, &mut tpl) {
+            let _ = context.shared.reports.send(Report::Failed {
+                error: format!(
+                    "cannot resume the partitions at their stored offsets ({error}); restart apply"
+                ),
+            });
+            return;
+        }
+        if let Err(error) = consumer.resume(&tpl) {
+            tracing::warn!(%error, "cannot resume the assigned partitions");
+        }
+        tracing::info!(partitions = assigned.len(), "resumed");
         control.set_paused(false);
     }
 }

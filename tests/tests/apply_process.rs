@@ -292,3 +292,113 @@ async fn apply_is_started_paused_resumed_and_stopped_over_grpc_exactly_once() ->
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// A rebalance while paused: a second instance joins, the paused one gets its new share of
+/// partitions assigned (and keeps them paused); after Resume every change is applied exactly
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitions_assigned_while_paused_are_applied_after_resume() -> Result<()> {
+    let stack = Stack::from_env()?;
+    let (mut source, db) = create_database(&stack, "applyreb", &[COUNTERS]).await?;
+    let mut target = create_counting_target(&stack, &db).await?;
+    let name = unique_name("applyreb");
+    create_topics(&stack, &[format!("{name}.{db}.counters")], 4).await?;
+    let start = binlog_end(&mut source).await?;
+    let capture = capture::start_at(
+        &stack,
+        &name,
+        &db,
+        &start,
+        "[output]\nformat = \"protobuf\"\n",
+    )?;
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir)?;
+    let mut children = Vec::new();
+    let mut ports = Vec::new();
+    for instance in 0..2 {
+        let port = free_port()?;
+        let config = dir.join(format!("apply-{instance}.toml"));
+        std::fs::write(
+            &config,
+            apply_toml(
+                &stack,
+                &name,
+                &format!("{name}\\.{db}\\.counters"),
+                "[batch]\nmax_rows = 200\nlinger_ms = 20\n",
+            )
+            .replace(
+                "grpc_listen = \"\"",
+                &format!("grpc_listen = \"127.0.0.1:{port}\""),
+            ),
+        )?;
+        ports.push((port, config));
+    }
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(counters_load(
+        stack.clone(),
+        db.clone(),
+        stop_load.clone(),
+        23,
+    ));
+    let spawn =
+        |config: &std::path::Path, log: &std::path::Path| -> Result<tokio::process::Child> {
+            Ok(tokio::process::Command::new(apply_binary()?)
+                .arg("--config")
+                .arg(config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log)?)
+                .kill_on_drop(true)
+                .spawn()?)
+        };
+    let first_log = dir.join("apply-0.log");
+    children.push(spawn(&ports[0].1, &first_log)?);
+    let mut first = Client::new(connect(ports[0].0, || Ok(())).await?);
+    wait_state(&mut first, State::Running).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    first.pause(pb::PauseRequest { timeout: None }).await?;
+
+    // The second instance joins: the paused one is given its share again, paused.
+    children.push(spawn(&ports[1].1, &dir.join("apply-1.log"))?);
+    let mut second = Client::new(connect(ports[1].0, || Ok(())).await?);
+    wait_state(&mut second, State::Running).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = status(&mut second).await?;
+        if s.partitions.len() == 2 {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the second instance never got half of the partitions: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    first.resume(pb::ResumeRequest {}).await?;
+    wait_state(&mut first, State::Running).await?;
+
+    stop_load.store(true, Ordering::Relaxed);
+    load.await??;
+    wait_counted(
+        &mut source,
+        &mut target,
+        &db,
+        Duration::from_secs(120),
+        || Ok(()),
+    )
+    .await
+    .with_context(|| format!("see {}", first_log.display()))?;
+    for child in &mut children {
+        let pid = child.id().context("no pid")?;
+        std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()?;
+        let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+        ensure!(exit.success(), "exit {exit}");
+    }
+    capture.stop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
