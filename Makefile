@@ -56,6 +56,7 @@ $(GRPCURL):
 		go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
 test: stack-up lint $(GRPCURL) ## bring the stack up if needed, then run every test
+	$(CARGO) build --workspace --bins --locked
 	$(WITH_STACK_ENV) ROWFERRY_GRPCURL=$(GRPCURL) $(CARGO) test --workspace --all-targets --locked --no-fail-fast
 
 demo: stack-up ## replicate a demo schema end to end, print counts and checksums of both sides

@@ -195,9 +195,9 @@ impl ApplyControl for Control {
         &self,
         _request: Request<pb::StartRequest>,
     ) -> Result<Response<pb::StartResponse>, Status> {
-        self.controller
-            .start()
-            .await
+        let controller = self.controller.clone();
+        shared_control::detached(async move { controller.start().await })
+            .await?
             .map_err(shared_control::to_grpc)?;
         Ok(Response::new(pb::StartResponse {
             status: Some(self.status()),
@@ -209,9 +209,9 @@ impl ApplyControl for Control {
         request: Request<pb::StopRequest>,
     ) -> Result<Response<pb::StopResponse>, Status> {
         let timeout = ControlTimeouts::of(&request, request.get_ref().timeout.as_ref())?;
-        self.controller
-            .stop(timeout)
-            .await
+        let controller = self.controller.clone();
+        shared_control::detached(async move { controller.stop(timeout).await })
+            .await?
             .map_err(shared_control::to_grpc)?;
         Ok(Response::new(pb::StopResponse {
             status: Some(self.status()),
@@ -223,9 +223,9 @@ impl ApplyControl for Control {
         request: Request<pb::PauseRequest>,
     ) -> Result<Response<pb::PauseResponse>, Status> {
         let timeout = ControlTimeouts::of(&request, request.get_ref().timeout.as_ref())?;
-        self.controller
-            .pause(timeout)
-            .await
+        let controller = self.controller.clone();
+        shared_control::detached(async move { controller.pause(timeout).await })
+            .await?
             .map_err(shared_control::to_grpc)?;
         Ok(Response::new(pb::PauseResponse {
             status: Some(self.status()),
@@ -234,11 +234,12 @@ impl ApplyControl for Control {
 
     async fn resume(
         &self,
-        _request: Request<pb::ResumeRequest>,
+        request: Request<pb::ResumeRequest>,
     ) -> Result<Response<pb::ResumeResponse>, Status> {
-        self.controller
-            .resume()
-            .await
+        let timeout = ControlTimeouts::of(&request, None)?;
+        let controller = self.controller.clone();
+        shared_control::detached(async move { controller.resume(timeout).await })
+            .await?
             .map_err(shared_control::to_grpc)?;
         Ok(Response::new(pb::ResumeResponse {
             status: Some(self.status()),
@@ -256,10 +257,14 @@ impl ApplyControl for Control {
         let offsets = if request.validate_only {
             pipeline.seek(target, true).await
         } else {
-            self.controller
-                .while_idle("seek", deadline, || pipeline.seek(target, false))
-                .await
-                .map_err(shared_control::to_grpc)?
+            let controller = self.controller.clone();
+            shared_control::detached(async move {
+                controller
+                    .while_idle("seek", deadline, || pipeline.seek(target, false))
+                    .await
+            })
+            .await?
+            .map_err(shared_control::to_grpc)?
         }
         .map_err(seek_status)?;
         Ok(Response::new(pb::SeekResponse {
@@ -353,18 +358,20 @@ fn seek_target(target: Option<pb::seek_request::Target>) -> Result<seek::Target,
         Some(T::Timestamp(t)) => {
             if t.seconds < 0 || !(0..1_000_000_000).contains(&t.nanos) {
                 return Err(invalid(format!(
-                    "timestamp {}s {}ns is not a time after 1970 (RFC 3339 in JSON, e.g.                      \"2026-11-26T10:00:00Z\")",
+                    "timestamp {}s {}ns is not a time after 1970 (RFC 3339 in JSON, e.g. \"2026-11-26T10:00:00Z\")",
                     t.seconds, t.nanos
                 )));
             }
-            Ok(seek::Target::Timestamp(
-                t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000),
-            ))
+            t.seconds
+                .checked_mul(1000)
+                .and_then(|ms| ms.checked_add(i64::from(t.nanos / 1_000_000)))
+                .map(seek::Target::Timestamp)
+                .ok_or_else(|| invalid(format!("timestamp {}s is out of range", t.seconds)))
         }
         Some(T::SourceGtidSet(text)) => {
             if text.trim().is_empty() {
                 return Err(invalid(
-                    "source_gtid_set is empty; give the target's gtid_executed (MySQL                      `uuid:1-10`) or gtid_slave_pos (MariaDB `0-1-100`), or seek to                      BOUNDARY_EARLIEST"
+                    "source_gtid_set is empty; give the target's gtid_executed (MySQL `uuid:1-10`) or gtid_slave_pos (MariaDB `0-1-100`), or seek to BOUNDARY_EARLIEST"
                         .into(),
                 ));
             }

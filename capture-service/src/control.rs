@@ -240,7 +240,9 @@ fn seek_status(error: SeekError) -> Status {
     match &error {
         SeekError::OutOfRange(_) => Status::out_of_range(error.to_string()),
         _ if error.is_request_error() => Status::invalid_argument(error.to_string()),
-        _ => Status::unavailable(error.to_string()),
+        _ if error.is_transient() => Status::unavailable(error.to_string()),
+        // The source or Kafka refuses (access denied, a purged binlog): not worth a retry.
+        _ => Status::failed_precondition(error.to_string()),
     }
 }
 
@@ -252,9 +254,9 @@ impl CaptureControl for Control {
         &self,
         _request: Request<pb::StartRequest>,
     ) -> Result<Response<pb::StartResponse>, Status> {
-        self.controller
-            .start()
-            .await
+        let controller = self.controller.clone();
+        shared_control::detached(async move { controller.start().await })
+            .await?
             .map_err(shared_control::to_grpc)?;
         Ok(Response::new(pb::StartResponse {
             status: Some(self.status()),
@@ -266,9 +268,9 @@ impl CaptureControl for Control {
         request: Request<pb::StopRequest>,
     ) -> Result<Response<pb::StopResponse>, Status> {
         let timeout = ControlTimeouts::of(&request, request.get_ref().timeout.as_ref())?;
-        self.controller
-            .stop(timeout)
-            .await
+        let controller = self.controller.clone();
+        shared_control::detached(async move { controller.stop(timeout).await })
+            .await?
             .map_err(shared_control::to_grpc)?;
         Ok(Response::new(pb::StopResponse {
             status: Some(self.status()),
@@ -280,9 +282,9 @@ impl CaptureControl for Control {
         request: Request<pb::PauseRequest>,
     ) -> Result<Response<pb::PauseResponse>, Status> {
         let timeout = ControlTimeouts::of(&request, request.get_ref().timeout.as_ref())?;
-        self.controller
-            .pause(timeout)
-            .await
+        let controller = self.controller.clone();
+        shared_control::detached(async move { controller.pause(timeout).await })
+            .await?
             .map_err(shared_control::to_grpc)?;
         Ok(Response::new(pb::PauseResponse {
             status: Some(self.status()),
@@ -291,11 +293,12 @@ impl CaptureControl for Control {
 
     async fn resume(
         &self,
-        _request: Request<pb::ResumeRequest>,
+        request: Request<pb::ResumeRequest>,
     ) -> Result<Response<pb::ResumeResponse>, Status> {
-        self.controller
-            .resume()
-            .await
+        let timeout = ControlTimeouts::of(&request, None)?;
+        let controller = self.controller.clone();
+        shared_control::detached(async move { controller.resume(timeout).await })
+            .await?
             .map_err(shared_control::to_grpc)?;
         Ok(Response::new(pb::ResumeResponse {
             status: Some(self.status()),
@@ -309,14 +312,32 @@ impl CaptureControl for Control {
         let deadline = ControlTimeouts::of(&request, None)?;
         let request = request.into_inner();
         let target = seek_target(request.target)?;
+        if matches!(target, seek::Target::Timestamp(_))
+            && matches!(
+                self.controller.state(),
+                State::Running | State::Retrying | State::Starting | State::Snapshotting
+            )
+        {
+            // Finding a time reads the binlog as a replica with this capture's server_id,
+            // which the source would not allow beside the capture's own stream.
+            return Err(Status::failed_precondition(format!(
+                "cannot seek to a time while the capture is {}: finding it reads the binlog \
+                 with the capture's server_id; pause or stop the capture first",
+                self.controller.state()
+            )));
+        }
         let pipeline = self.controller.pipeline().clone();
         let position = if request.validate_only {
             pipeline.seek(target, true).await
         } else {
-            self.controller
-                .while_idle("seek", deadline, || pipeline.seek(target, false))
-                .await
-                .map_err(shared_control::to_grpc)?
+            let controller = self.controller.clone();
+            shared_control::detached(async move {
+                controller
+                    .while_idle("seek", deadline, || pipeline.seek(target, false))
+                    .await
+            })
+            .await?
+            .map_err(shared_control::to_grpc)?
         }
         .map_err(seek_status)?;
         Ok(Response::new(pb::SeekResponse {

@@ -49,12 +49,25 @@ pub enum SeekError {
     /// Kafka could not store the position.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
+    /// The binlog could not be read to the end of the search.
+    #[error("{0}")]
+    Unavailable(String),
     /// The configuration lacks what a seek needs (the password).
     #[error("{0}")]
     Config(String),
 }
 
 impl SeekError {
+    /// Whether retrying the same request later can succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SeekError::Source(e) => e.is_transient(),
+            SeekError::Kafka(e) => e.is_transient(),
+            SeekError::Unavailable(_) => true,
+            _ => false,
+        }
+    }
+
     /// Whether the request is at fault (rather than the source or Kafka).
     pub fn is_request_error(&self) -> bool {
         matches!(
@@ -289,9 +302,11 @@ async fn next_event(
     match tokio::time::timeout(EVENT_WAIT, stream.next()).await {
         Ok(Some(Ok(event))) => Ok(event),
         Ok(Some(Err(e))) => Err(SeekError::Source(SourceError::Stream(e))),
-        Ok(None) => Err(SeekError::Invalid("the binlog stream ended".into())),
-        Err(_) => Err(SeekError::Invalid(format!(
-            "no binlog event within {EVENT_WAIT:?} while looking for the time"
+        Ok(None) => Err(SeekError::Unavailable(
+            "the source ended the binlog stream while looking for the time; try again".into(),
+        )),
+        Err(_) => Err(SeekError::Unavailable(format!(
+            "no binlog event within {EVENT_WAIT:?} while looking for the time; try again"
         ))),
     }
 }

@@ -160,7 +160,10 @@ impl RunControl {
     /// Completes when a pause is requested (at once if one is).
     pub async fn pause_wanted(&self) {
         let mut pause = self.pause.clone();
-        let _ = pause.wait_for(|p| *p).await;
+        if pause.wait_for(|p| *p).await.is_err() {
+            // Nobody can ask for a pause any more (an unmanaged run): never.
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Reports whether the run is paused now, for runs that cannot wait in [`hold`]
@@ -224,7 +227,10 @@ struct Run {
     cancel: CancellationToken,
     pause: watch::Sender<bool>,
     paused: watch::Receiver<bool>,
+    /// Follows the run and publishes how it ended.
     task: JoinHandle<()>,
+    /// The run itself.
+    inner: tokio::task::AbortHandle,
 }
 
 /// Runs a pipeline on request; see the module documentation.
@@ -309,7 +315,17 @@ impl<P: Pipeline> Controller<P> {
         });
         let view = self.view.clone();
         let mut confirmations = paused_rx.clone();
-        let future = self.pipeline.clone().run(control);
+        // The run is a task of its own, so that a panic in it is a FAILED run rather than a
+        // controller stuck in STARTING.
+        let run = tokio::spawn(self.pipeline.clone().run(control));
+        let inner = run.abort_handle();
+        let future = async move {
+            match run.await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(e) if e.is_panic() => Err(format!("the run panicked: {e}")),
+                Err(_) => Ok(()),
+            }
+        };
         let task = tokio::spawn(async move {
             // The run's pause confirmations go into the view while it runs.
             let follow = async {
@@ -333,7 +349,7 @@ impl<P: Pipeline> Controller<P> {
                     Ok(()) => v.state = State::Stopped,
                     Err(error) => {
                         v.state = State::Failed;
-                        v.error = Some(error.to_string());
+                        v.error = Some(error);
                     }
                 }
             });
@@ -343,6 +359,7 @@ impl<P: Pipeline> Controller<P> {
             pause,
             paused: paused_rx,
             task,
+            inner,
         }
     }
 
@@ -354,6 +371,7 @@ impl<P: Pipeline> Controller<P> {
         if tokio::time::timeout(deadline, &mut task).await.is_ok() {
             return true;
         }
+        active.inner.abort();
         task.abort();
         let _ = task.await;
         false
@@ -425,11 +443,11 @@ impl<P: Pipeline> Controller<P> {
                 });
                 Ok(())
             }
-            Ok(Err(_)) => Err(ControlError::Timeout {
-                action: "pause",
-                after: deadline,
-                detail: "the run ended before it paused".into(),
-            }),
+            Ok(Err(_)) => Err(self.refuse(
+                "pause",
+                self.state(),
+                "the run ended before it paused; see the status error, then Start it",
+            )),
             Err(_) => Err(ControlError::Timeout {
                 action: "pause",
                 after: deadline,
@@ -438,15 +456,27 @@ impl<P: Pipeline> Controller<P> {
         }
     }
 
-    /// Resumes a paused run (or withdraws a pause not yet confirmed).
-    pub async fn resume(&self) -> Result<(), ControlError> {
+    /// Resumes a paused run (or withdraws a pause not yet confirmed), waiting up to
+    /// `deadline` for the run to confirm.
+    pub async fn resume(&self, deadline: Duration) -> Result<(), ControlError> {
         let run = self.run.lock().await;
         let state = self.state();
         match &*run {
             Some(active) if *active.pause.borrow() && state.is_active() => {
                 active.pause.send_replace(false);
                 let mut paused = active.paused.clone();
-                let _ = paused.wait_for(|p| !*p).await;
+                if tokio::time::timeout(deadline, paused.wait_for(|p| !*p))
+                    .await
+                    .is_err()
+                {
+                    return Err(ControlError::Timeout {
+                        action: "resume",
+                        after: deadline,
+                        detail: "the run has not confirmed yet (apply re-reads its stored \
+                                 offsets: is the target reachable?); it resumes when it can"
+                            .into(),
+                    });
+                }
                 self.view.send_if_modified(|v| {
                     let changed = v.paused;
                     v.paused = false;
@@ -559,7 +589,10 @@ mod tests {
              RUNNING"
         );
         assert_eq!(refused(controller.stop(WAIT).await)?.state, State::Stopped);
-        assert_eq!(refused(controller.resume().await)?.state, State::Stopped);
+        assert_eq!(
+            refused(controller.resume(WAIT).await)?.state,
+            State::Stopped
+        );
 
         controller.start().await?;
         settled(&controller, State::Running).await?;
@@ -576,7 +609,7 @@ mod tests {
         );
         assert_eq!(refused(controller.pause(WAIT).await)?.state, State::Paused);
 
-        controller.resume().await?;
+        controller.resume(WAIT).await?;
         assert_eq!(controller.state(), State::Running);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
@@ -650,10 +683,45 @@ mod tests {
         let at_pause = units.done.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(units.done.load(Ordering::SeqCst), at_pause);
-        controller.resume().await?;
+        controller.resume(WAIT).await?;
         settled(&controller, State::Running).await?;
         controller.stop(WAIT).await?;
         Ok(())
+    }
+
+    struct Panics;
+
+    impl Pipeline for Panics {
+        type Error = String;
+
+        fn run(self: Arc<Self>, _control: RunControl) -> RunFuture<String> {
+            Box::pin(async move { panic!("decoder bug") })
+        }
+
+        fn phase(&self) -> State {
+            State::Running
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_run_is_failed_not_stuck() -> anyhow::Result<()> {
+        let controller = Controller::new("capture", Arc::new(Panics));
+        controller.start().await?;
+        let mut view = controller.subscribe();
+        tokio::time::timeout(WAIT, view.wait_for(|v| v.state == State::Failed)).await??;
+        let error = controller.view().error.unwrap_or_default();
+        assert!(error.contains("panicked"), "{error}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_unmanaged_run_never_sees_a_pause_request() {
+        let control = RunControl::unmanaged(CancellationToken::new());
+        let waited = tokio::time::timeout(Duration::from_millis(50), control.pause_wanted()).await;
+        assert!(
+            waited.is_err(),
+            "pause_wanted returned for an unmanaged run"
+        );
     }
 
     #[tokio::test]

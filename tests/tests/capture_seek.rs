@@ -263,6 +263,24 @@ async fn seek_by_every_kind_of_position_reemits_exactly_what_follows() -> Result
             && refused.message().contains("stop or pause"),
         "{refused:?}"
     );
+    let refused = refusal(
+        client
+            .seek(pb::SeekRequest {
+                target: Some(Target::Timestamp(rowferry_shared::pb::wkt::Timestamp {
+                    seconds: mid as i64,
+                    nanos: 0,
+                })),
+                validate_only: true,
+            })
+            .await,
+    )?;
+    ensure!(
+        refused.code() == tonic::Code::FailedPrecondition
+            && refused
+                .message()
+                .contains("pause or stop the capture first"),
+        "{refused:?}"
+    );
     client.stop(pb::StopRequest { timeout: None }).await?;
 
     // A GTID position: rows 6-10 re-emitted.

@@ -173,6 +173,24 @@ async fn tls_client_certificates_and_the_token_are_all_required() -> Result<()> 
         untrusted.output
     );
 
+    // TLS options with an http:// address would send the token in the clear: refused.
+    let cleartext = ctl(&[
+        "--addr",
+        &http,
+        "--ca-cert",
+        &ca,
+        "--token-file",
+        &token,
+        "status",
+    ])
+    .await?;
+    ensure!(
+        cleartext.code == 2 && cleartext.output.contains("https://"),
+        "{} {}",
+        cleartext.code,
+        cleartext.output
+    );
+
     // mTLS but no token, or the wrong one: UNAUTHENTICATED (exit 7), with what to do.
     let no_token = ctl(&[
         "--addr",

@@ -192,7 +192,14 @@ fn read_file(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, Failure> {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let deadline = Duration::from_secs(cli.deadline.max(1));
+    // A stop or pause may take its whole --wait; a watch runs until interrupted.
+    let deadline = match &cli.command {
+        Command::Watch { .. } => None,
+        Command::Stop { wait } | Command::Pause { wait } => {
+            Some(Duration::from_secs(cli.deadline.max(1).max(wait + 15)))
+        }
+        _ => Some(Duration::from_secs(cli.deadline.max(1))),
+    };
     let mut endpoint = Endpoint::from_shared(cli.addr.clone())
         .map_err(|_| {
             usage(format!(
@@ -200,9 +207,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 cli.addr
             ))
         })?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(deadline);
-    if cli.addr.starts_with("https://") || cli.ca_cert.is_some() || cli.cert.is_some() {
+        .connect_timeout(Duration::from_secs(5));
+    if let Some(deadline) = deadline {
+        endpoint = endpoint.timeout(deadline);
+    }
+    let tls_flags = cli.ca_cert.is_some() || cli.cert.is_some() || cli.tls_domain.is_some();
+    if tls_flags && !cli.addr.starts_with("https://") {
+        // tonic would connect in plaintext and send the token in the clear.
+        return Err(usage(format!(
+            "TLS options need an https:// address, not {:?}",
+            cli.addr
+        )));
+    }
+    if cli.addr.starts_with("https://") {
         let mut tls = ClientTlsConfig::new();
         if let Some(ca) = &cli.ca_cert {
             tls = tls.ca_certificate(Certificate::from_pem(read_file("--ca-cert", ca)?));

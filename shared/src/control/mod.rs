@@ -65,6 +65,12 @@ impl ControlTimeouts {
     ) -> Result<Duration, Status> {
         let mut wait = match timeout {
             None => DEFAULT_TIMEOUT,
+            Some(t) if t.seconds == 0 && t.nanos == 0 => {
+                return Err(Status::invalid_argument(
+                    "timeout is zero; give a positive duration (e.g. {\"seconds\": 30}) or \
+                     leave it out for the default of 30 s",
+                ));
+            }
             Some(t) => Duration::try_from(*t).map_err(|_| {
                 Status::invalid_argument(format!(
                     "timeout {}s {}ns is not a positive duration; give e.g. {{\"seconds\": 30}} \
@@ -143,6 +149,18 @@ pub fn build_info(service: &str, version: &str) -> pb::BuildInfo {
     }
 }
 
+/// Runs a controller request to its end even if the caller goes away: a client that gives up
+/// (or resets the stream) must not leave a stop, a seek or a restart half done.
+pub async fn detached<T, F>(request: F) -> Result<T, Status>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(request)
+        .await
+        .map_err(|e| Status::internal(format!("the control request failed: {e}")))
+}
+
 /// The stream of WatchStatus: the status at once, then on every change of the pipeline's
 /// status or the controller's view (at most every 100 ms), and at least every second. Ends
 /// when the client goes away or the server shuts down (`stop`), so that open streams never
@@ -163,8 +181,10 @@ where
         loop {
             let current = status.borrow_and_update().clone();
             view.borrow_and_update();
-            if tx.send(Ok(render(&current))).await.is_err() {
-                return;
+            // A client that reads slowly must not hold up a shutdown.
+            tokio::select! {
+                sent = tx.send(Ok(render(&current))) => if sent.is_err() { return },
+                () = stop.cancelled() => return,
             }
             tokio::select! {
                 () = tokio::time::sleep(WATCH_MIN_INTERVAL) => {}

@@ -207,7 +207,9 @@ impl ProtobufDecoder {
         if self.schemas.len() >= SCHEMA_CACHE {
             self.schemas.clear();
         }
-        self.schemas.insert(bytes.clone(), schema.clone());
+        // A copy: a slice would keep the whole record it came from alive in the cache.
+        self.schemas
+            .insert(Bytes::copy_from_slice(bytes), schema.clone());
         Ok(schema)
     }
 }
