@@ -458,12 +458,17 @@ pub fn run(
             None => {}
         }
     }
-    shared.status.send_modify(|s| {
-        if s.state != State::Failed {
-            s.state = State::Stopping;
-        }
-    });
-    consumer.context().stop_workers(None, true);
+    // A stop that gave up on this run may already have started the next one: then this
+    // thread must leave the status alone.
+    let current = !control.is_abandoned();
+    if current {
+        shared.status.send_modify(|s| {
+            if s.state != State::Failed {
+                s.state = State::Stopping;
+            }
+        });
+    }
+    consumer.context().stop_workers(None, current);
     while let Ok(report) = reports.try_recv() {
         if let Report::Committed {
             topic,

@@ -122,6 +122,7 @@ pub struct RunControl {
     cancel: CancellationToken,
     pause: watch::Receiver<bool>,
     paused: Arc<watch::Sender<bool>>,
+    abandoned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RunControl {
@@ -134,7 +135,14 @@ impl RunControl {
             cancel,
             pause,
             paused: Arc::new(paused),
+            abandoned: Arc::default(),
         }
+    }
+
+    /// Whether a stop gave up on this run (its deadline passed): what still runs of it (a
+    /// thread that cannot be aborted) must no longer report, as a newer run may be reporting.
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The token cancelled when the run is asked to stop.
@@ -231,6 +239,8 @@ struct Run {
     task: JoinHandle<()>,
     /// The run itself.
     inner: tokio::task::AbortHandle,
+    /// Set when a stop gives up on the run.
+    abandoned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs a pipeline on request; see the module documentation.
@@ -303,10 +313,12 @@ impl<P: Pipeline> Controller<P> {
         let cancel = CancellationToken::new();
         let (pause, pause_rx) = watch::channel(paused);
         let (paused_tx, paused_rx) = watch::channel(false);
+        let abandoned: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         let control = RunControl {
             cancel: cancel.clone(),
             pause: pause_rx,
             paused: Arc::new(paused_tx),
+            abandoned: abandoned.clone(),
         };
         self.view.send_replace(ControlView {
             state: State::Starting,
@@ -360,6 +372,7 @@ impl<P: Pipeline> Controller<P> {
             paused: paused_rx,
             task,
             inner,
+            abandoned,
         }
     }
 
@@ -371,6 +384,9 @@ impl<P: Pipeline> Controller<P> {
         if tokio::time::timeout(deadline, &mut task).await.is_ok() {
             return true;
         }
+        active
+            .abandoned
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         active.inner.abort();
         task.abort();
         let _ = task.await;
@@ -534,12 +550,16 @@ mod tests {
         done: AtomicU64,
         fail: AtomicBool,
         ignore_stop: AtomicBool,
+        seen: std::sync::Mutex<Option<RunControl>>,
     }
 
     impl Pipeline for Units {
         type Error = String;
 
         fn run(self: Arc<Self>, control: RunControl) -> RunFuture<String> {
+            if let Ok(mut seen) = self.seen.lock() {
+                *seen = Some(control.clone());
+            }
             Box::pin(async move {
                 loop {
                     control.hold().await;
@@ -662,6 +682,11 @@ mod tests {
         let after = units.done.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(units.done.load(Ordering::SeqCst), after, "still running");
+        let seen = units.seen.lock().map(|c| c.clone()).ok().flatten();
+        assert!(
+            seen.is_some_and(|c| c.is_abandoned()),
+            "the abandoned run was not told"
+        );
         Ok(())
     }
 
