@@ -21,7 +21,7 @@ use crate::status::{State, partition_key};
 use crate::target::tables::TargetTable;
 use crate::target::{TargetError, exec};
 use crate::worker::{Report, Shared};
-use rowferry_shared::control::{TableCounts, merge_tables};
+use rowferry_shared::control::{TableCounts, count_change, merge_tables};
 
 /// Why a partition's applier stopped early.
 pub(crate) enum Exit {
@@ -319,10 +319,7 @@ impl Writer {
         let mut tables = TableCounts::new();
         let mut bytes = 0u64;
         for p in prepared.iter().flatten() {
-            tables
-                .entry(p.table.schema.id.clone())
-                .or_default()
-                .add(&p.change.change);
+            count_change(&mut tables, &p.table.schema.id, &p.change.change);
             bytes += p.bytes as u64;
         }
         let last_position = prepared

@@ -1125,10 +1125,11 @@ impl Streamer<'_> {
             )
             .await;
         if result.is_ok() {
-            self.open_tables
-                .entry(event.schema.id.clone())
-                .or_default()
-                .add(&event.change);
+            rowferry_shared::control::count_change(
+                &mut self.open_tables,
+                &event.schema.id,
+                &event.change,
+            );
         }
         let ChangeEvent {
             source,

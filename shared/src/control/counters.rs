@@ -44,6 +44,15 @@ impl OpCounts {
 /// Row changes per table.
 pub type TableCounts = BTreeMap<TableId, OpCounts>;
 
+/// Counts one change of `table` (the table id is copied only the first time it is seen, so
+/// counting per row allocates nothing).
+pub fn count_change(tables: &mut TableCounts, table: &TableId, change: &RowChange) {
+    match tables.get_mut(table) {
+        Some(counts) => counts.add(change),
+        None => tables.entry(table.clone()).or_default().add(change),
+    }
+}
+
 /// Adds `more` into `total`.
 pub fn merge_tables(total: &mut TableCounts, more: &TableCounts) {
     for (table, counts) in more {

@@ -13,7 +13,9 @@ use tonic::{Code, Request, Status};
 mod counters;
 mod security;
 
-pub use counters::{OpCounts, Rates, TableCounts, Totals, merge_tables, tables_to_proto};
+pub use counters::{
+    OpCounts, Rates, TableCounts, Totals, count_change, merge_tables, tables_to_proto,
+};
 pub use security::{Security, TokenCheck};
 
 use crate::lifecycle::{ControlError, ControlView, State};
