@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rowferry_shared::control::{self as shared_control, ControlTimeouts, Rates, Totals};
+use rowferry_shared::control::{self as shared_control, Change, ControlTimeouts, Rates, Totals};
 use rowferry_shared::lifecycle::{Controller, Pipeline, RunControl, RunFuture, State};
 use rowferry_shared::pb::capture::v1 as pb;
 use rowferry_shared::pb::capture::v1::capture_control_server::{
@@ -128,13 +128,8 @@ pub fn to_proto(
     started: Instant,
     rates: &Rates,
 ) -> pb::CaptureStatus {
-    let view = controller.view();
-    let state = view.state(status.state);
-    let error = match state {
-        State::Running | State::Paused | State::Starting | State::Snapshotting => None,
-        State::Retrying => status.error.clone(),
-        _ => view.error.clone().or_else(|| status.error.clone()),
-    };
+    let (state, error) =
+        shared_control::reported_state(&controller.view(), status.state, status.error.as_ref());
     pb::CaptureStatus {
         name: name.to_owned(),
         state: shared_control::state_to_proto(state) as i32,
@@ -189,7 +184,6 @@ fn position_to_proto(p: &StoredPosition) -> pb::Position {
 /// The request's target, checked for what can be checked without the source.
 fn seek_target(target: Option<pb::seek_request::Target>) -> Result<seek::Target, Status> {
     use pb::seek_request::Target as T;
-    use rowferry_shared::pb::control::v1::Boundary;
     let invalid = |m: String| Status::invalid_argument(m);
     match target {
         None => Err(invalid(
@@ -218,13 +212,11 @@ fn seek_target(target: Option<pb::seek_request::Target>) -> Result<seek::Target,
                 .map(seek::Target::Gtids)
                 .map_err(|e| invalid(format!("gtid_set {text:?}: {e}")))
         }
-        Some(T::Boundary(b)) => match Boundary::try_from(b) {
-            Ok(Boundary::Earliest) => Ok(seek::Target::Earliest),
-            Ok(Boundary::Latest) => Ok(seek::Target::Latest),
-            _ => Err(invalid(format!(
-                "boundary {b} is neither BOUNDARY_EARLIEST nor BOUNDARY_LATEST"
-            ))),
-        },
+        Some(T::Boundary(b)) => Ok(if shared_control::earliest_boundary(b)? {
+            seek::Target::Earliest
+        } else {
+            seek::Target::Latest
+        }),
         Some(T::Timestamp(t)) => u64::try_from(t.seconds)
             .map(seek::Target::Timestamp)
             .map_err(|_| {
@@ -254,10 +246,7 @@ impl CaptureControl for Control {
         &self,
         _request: Request<pb::StartRequest>,
     ) -> Result<Response<pb::StartResponse>, Status> {
-        let controller = self.controller.clone();
-        shared_control::detached(async move { controller.start().await })
-            .await?
-            .map_err(shared_control::to_grpc)?;
+        shared_control::change(&self.controller, Change::Start).await?;
         Ok(Response::new(pb::StartResponse {
             status: Some(self.status()),
         }))
@@ -268,10 +257,7 @@ impl CaptureControl for Control {
         request: Request<pb::StopRequest>,
     ) -> Result<Response<pb::StopResponse>, Status> {
         let timeout = ControlTimeouts::of(&request, request.get_ref().timeout.as_ref())?;
-        let controller = self.controller.clone();
-        shared_control::detached(async move { controller.stop(timeout).await })
-            .await?
-            .map_err(shared_control::to_grpc)?;
+        shared_control::change(&self.controller, Change::Stop(timeout)).await?;
         Ok(Response::new(pb::StopResponse {
             status: Some(self.status()),
         }))
@@ -282,10 +268,7 @@ impl CaptureControl for Control {
         request: Request<pb::PauseRequest>,
     ) -> Result<Response<pb::PauseResponse>, Status> {
         let timeout = ControlTimeouts::of(&request, request.get_ref().timeout.as_ref())?;
-        let controller = self.controller.clone();
-        shared_control::detached(async move { controller.pause(timeout).await })
-            .await?
-            .map_err(shared_control::to_grpc)?;
+        shared_control::change(&self.controller, Change::Pause(timeout)).await?;
         Ok(Response::new(pb::PauseResponse {
             status: Some(self.status()),
         }))
@@ -296,10 +279,7 @@ impl CaptureControl for Control {
         request: Request<pb::ResumeRequest>,
     ) -> Result<Response<pb::ResumeResponse>, Status> {
         let timeout = ControlTimeouts::of(&request, None)?;
-        let controller = self.controller.clone();
-        shared_control::detached(async move { controller.resume(timeout).await })
-            .await?
-            .map_err(shared_control::to_grpc)?;
+        shared_control::change(&self.controller, Change::Resume(timeout)).await?;
         Ok(Response::new(pb::ResumeResponse {
             status: Some(self.status()),
         }))
@@ -330,14 +310,10 @@ impl CaptureControl for Control {
         let position = if request.validate_only {
             pipeline.seek(target, true).await
         } else {
-            let controller = self.controller.clone();
-            shared_control::detached(async move {
-                controller
-                    .while_idle("seek", deadline, || pipeline.seek(target, false))
-                    .await
+            shared_control::seek_while_idle(&self.controller, deadline, move || async move {
+                pipeline.seek(target, false).await
             })
             .await?
-            .map_err(shared_control::to_grpc)?
         }
         .map_err(seek_status)?;
         Ok(Response::new(pb::SeekResponse {

@@ -151,9 +151,88 @@ pub fn build_info(service: &str, version: &str) -> pb::BuildInfo {
     }
 }
 
+/// A state change a control service was asked for.
+#[derive(Debug, Clone, Copy)]
+pub enum Change {
+    /// Start a run.
+    Start,
+    /// Stop the run, waiting up to this long for the work in flight.
+    Stop(Duration),
+    /// Pause the run, waiting up to this long for the confirmation.
+    Pause(Duration),
+    /// Resume the run, waiting up to this long for the confirmation.
+    Resume(Duration),
+}
+
+/// Carries out `change` on `controller` (detached: it completes even if the caller leaves),
+/// with refusals and timeouts as gRPC statuses.
+pub async fn change<P: crate::lifecycle::Pipeline>(
+    controller: &std::sync::Arc<crate::lifecycle::Controller<P>>,
+    change: Change,
+) -> Result<(), Status> {
+    let controller = controller.clone();
+    detached(async move {
+        match change {
+            Change::Start => controller.start().await,
+            Change::Stop(timeout) => controller.stop(timeout).await,
+            Change::Pause(timeout) => controller.pause(timeout).await,
+            Change::Resume(timeout) => controller.resume(timeout).await,
+        }
+    })
+    .await?
+    .map_err(to_grpc)
+}
+
+/// Runs a seek's `store` while the pipeline is idle (see [`Controller::while_idle`]),
+/// detached like [`change`].
+///
+/// [`Controller::while_idle`]: crate::lifecycle::Controller::while_idle
+pub async fn seek_while_idle<P, T, Fut>(
+    controller: &std::sync::Arc<crate::lifecycle::Controller<P>>,
+    deadline: Duration,
+    store: impl FnOnce() -> Fut + Send + 'static,
+) -> Result<T, Status>
+where
+    P: crate::lifecycle::Pipeline,
+    T: Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let controller = controller.clone();
+    detached(async move { controller.while_idle("seek", deadline, store).await })
+        .await?
+        .map_err(to_grpc)
+}
+
+/// A seek request's `boundary`: earliest (`true`) or latest (`false`).
+pub fn earliest_boundary(value: i32) -> Result<bool, Status> {
+    match pb::Boundary::try_from(value) {
+        Ok(pb::Boundary::Earliest) => Ok(true),
+        Ok(pb::Boundary::Latest) => Ok(false),
+        _ => Err(Status::invalid_argument(format!(
+            "boundary {value} is neither BOUNDARY_EARLIEST nor BOUNDARY_LATEST"
+        ))),
+    }
+}
+
+/// The state and error a status reports: the controller's view over the pipeline's own
+/// report (a run in progress has no error unless it is retrying).
+pub fn reported_state(
+    view: &ControlView,
+    phase: State,
+    pipeline_error: Option<&String>,
+) -> (State, Option<String>) {
+    let state = view.state(phase);
+    let error = match state {
+        State::Running | State::Paused | State::Starting | State::Snapshotting => None,
+        State::Retrying => pipeline_error.cloned(),
+        _ => view.error.clone().or_else(|| pipeline_error.cloned()),
+    };
+    (state, error)
+}
+
 /// Runs a controller request to its end even if the caller goes away: a client that gives up
 /// (or resets the stream) must not leave a stop, a seek or a restart half done.
-pub async fn detached<T, F>(request: F) -> Result<T, Status>
+async fn detached<T, F>(request: F) -> Result<T, Status>
 where
     F: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
