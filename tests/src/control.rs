@@ -80,3 +80,40 @@ pub fn workspace_binary(name: &str) -> Result<std::path::PathBuf> {
     );
     Ok(binary)
 }
+
+/// Sends SIGTERM to a service process and expects it to exit 0 within 30 s; `what` names it
+/// in the error.
+pub async fn terminate(child: &mut tokio::process::Child, what: &str) -> Result<()> {
+    let pid = child
+        .id()
+        .ok_or_else(|| anyhow::anyhow!("{what} has no pid (it exited already)"))?;
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()?;
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .map_err(|_| anyhow::anyhow!("{what} did not exit within 30 s of SIGTERM"))??;
+    ensure!(exit.success(), "{what} exited {exit} after SIGTERM");
+    Ok(())
+}
+
+/// Starts a service binary with `--config config`, its stderr appended to `log`.
+pub fn spawn_service(
+    binary: &std::path::Path,
+    config: &std::path::Path,
+    log: &std::path::Path,
+) -> Result<tokio::process::Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    Ok(tokio::process::Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?)
+}

@@ -22,6 +22,7 @@ use rowferry_tests::apply::{
     wait_counted,
 };
 use rowferry_tests::capture::{self, binlog_end, create_database};
+use rowferry_tests::control::terminate;
 use rowferry_tests::{Lcg, Stack, unique_name};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -126,13 +127,7 @@ async fn kill_9_at_random_points_applies_every_change_exactly_once() -> Result<(
     )
     .await
     .with_context(|| format!("see {}", log_path.display()))?;
-    let pid = child.id().context("apply has no pid")?;
-    std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()?;
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
-    ensure!(status.success(), "apply exited {status} after SIGTERM");
+    terminate(&mut child, "apply").await?;
     capture.stop().await?;
     eprintln!(
         "apply crash test: {kills} kills, {transactions} source transactions, {rows} rows, every change applied exactly once"

@@ -19,7 +19,7 @@ use rowferry_tests::apply::{
     wait_counted,
 };
 use rowferry_tests::capture::{self, binlog_end, create_database};
-use rowferry_tests::control::{connect, free_port, health_becomes, refusal};
+use rowferry_tests::control::{connect, free_port, health_becomes, refusal, terminate};
 use rowferry_tests::{Stack, unique_name};
 use tonic::transport::Channel;
 
@@ -275,19 +275,7 @@ async fn apply_is_started_paused_resumed_and_stopped_over_grpc_exactly_once() ->
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let pid = child.id().context("apply has no pid")?;
-    std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()?;
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .context("apply did not exit within 30 s of SIGTERM")??;
-    ensure!(
-        exit.success(),
-        "apply exited {exit} after SIGTERM; {}",
-        logs()
-    );
+    terminate(&mut child, "apply").await.with_context(logs)?;
     capture.stop().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -390,13 +378,7 @@ async fn partitions_assigned_while_paused_are_applied_after_resume() -> Result<(
     .await
     .with_context(|| format!("see {}", first_log.display()))?;
     for child in &mut children {
-        let pid = child.id().context("no pid")?;
-        std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()?;
-        let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
-        ensure!(exit.success(), "exit {exit}");
+        terminate(child, "apply").await?;
     }
     capture.stop().await?;
     let _ = std::fs::remove_dir_all(&dir);

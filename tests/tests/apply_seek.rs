@@ -18,7 +18,7 @@ use rowferry_shared::pb::apply::v1::seek_request::Target;
 use rowferry_shared::pb::control::v1::{Boundary, State};
 use rowferry_tests::apply::{apply_binary, apply_toml, create_target_tables, create_topics};
 use rowferry_tests::capture::{self, binlog_end, create_database};
-use rowferry_tests::control::{connect, free_port, refusal};
+use rowferry_tests::control::{connect, free_port, refusal, terminate};
 use rowferry_tests::kafka::read_committed;
 use rowferry_tests::{Stack, unique_name};
 use tonic::transport::Channel;
@@ -284,13 +284,7 @@ async fn seek_by_every_kind_of_target_reapplies_exactly_what_follows() -> Result
         .await
         .with_context(logs)?;
 
-    let pid = child.id().context("apply has no pid")?;
-    std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()?;
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
-    ensure!(exit.success(), "apply exited {exit}; {}", logs());
+    terminate(&mut child, "apply").await.with_context(logs)?;
     capture.stop().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

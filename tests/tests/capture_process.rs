@@ -13,7 +13,7 @@ use rowferry_shared::pb::capture::v1::capture_control_client::CaptureControlClie
 use rowferry_shared::pb::control::v1::State;
 use rowferry_shared::position::BinlogFilePosition;
 use rowferry_tests::capture::{binlog_end, capture_binary, capture_toml};
-use rowferry_tests::control::{free_port, health_becomes};
+use rowferry_tests::control::{free_port, health_becomes, terminate};
 use rowferry_tests::kafka::read_committed;
 use rowferry_tests::{Stack, unique_name, unique_server_id};
 
@@ -212,16 +212,7 @@ async fn the_binary_reports_status_over_grpc_and_stops_cleanly_on_sigterm() -> R
     );
 
     // SIGTERM: finish, commit, exit 0.
-    let pid = child.id().context("no pid")?;
-    let killed = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()?;
-    ensure!(killed.success());
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .context("capture did not exit within 30 s of SIGTERM")??;
-    ensure!(exit.success(), "exit status {exit}");
+    terminate(&mut child, "capture").await?;
     let records = read_committed(&stack.kafka_bootstrap, &topic)?;
     ensure!(records.len() == 7, "{} records, 7 expected", records.len());
     let states = watched.await?;

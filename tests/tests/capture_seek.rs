@@ -19,7 +19,7 @@ use rowferry_shared::position::BinlogFilePosition;
 use rowferry_tests::capture::{
     binlog_end, capture_binary, capture_toml, count_by, create_database,
 };
-use rowferry_tests::control::{connect, free_port, refusal};
+use rowferry_tests::control::{connect, free_port, refusal, terminate};
 use rowferry_tests::{Stack, unique_name, unique_server_id};
 use tonic::transport::Channel;
 
@@ -303,13 +303,7 @@ async fn seek_by_every_kind_of_position_reemits_exactly_what_follows() -> Result
     let seen = count_by(&stack, &topic, "id")?;
     ensure!(seen == counts(6..=10, 3), "after a time seek: {seen:?}");
 
-    let pid = child.id().context("capture has no pid")?;
-    std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()?;
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
-    ensure!(exit.success(), "capture exited {exit}; {}", logs());
+    terminate(&mut child, "capture").await.with_context(logs)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rowferry_tests::apply::{apply_binary, apply_toml};
-use rowferry_tests::control::{free_port, workspace_binary};
+use rowferry_tests::control::{free_port, terminate, workspace_binary};
 use rowferry_tests::{Stack, unique_name};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
@@ -254,13 +254,7 @@ async fn tls_client_certificates_and_the_token_are_all_required() -> Result<()> 
         "{health:?}"
     );
 
-    let pid = apply.id().context("no pid")?;
-    std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()?;
-    let exit = tokio::time::timeout(Duration::from_secs(30), apply.wait()).await??;
-    ensure!(exit.success(), "exit {exit}");
+    terminate(&mut apply, "apply").await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

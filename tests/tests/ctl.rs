@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use rowferry_tests::apply::{apply_binary, apply_toml};
 use rowferry_tests::capture::{binlog_end, capture_binary, capture_toml, create_database};
-use rowferry_tests::control::{connect, free_port, workspace_binary};
+use rowferry_tests::control::{connect, free_port, terminate, workspace_binary};
 use rowferry_tests::{Stack, unique_name, unique_server_id};
 
 struct Run {
@@ -228,13 +228,7 @@ async fn rowferryctl_controls_capture_and_apply_with_trustworthy_exit_codes() ->
     )?;
 
     for child in [&mut capture, &mut apply] {
-        let pid = child.id().context("no pid")?;
-        std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()?;
-        let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
-        ensure!(exit.success(), "exit {exit}");
+        terminate(child, "capture or apply").await?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

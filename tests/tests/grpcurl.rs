@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use rowferry_tests::capture::{binlog_end, capture_binary, capture_toml, create_database};
-use rowferry_tests::control::{connect, free_port};
+use rowferry_tests::control::{connect, free_port, terminate};
 use rowferry_tests::{Stack, unique_name, unique_server_id};
 
 struct Run {
@@ -172,13 +172,7 @@ async fn grpcurl_uses_the_control_api_through_reflection() -> Result<()> {
         health.stderr
     );
 
-    let pid = capture.id().context("no pid")?;
-    std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()?;
-    let exit = tokio::time::timeout(Duration::from_secs(30), capture.wait()).await??;
-    ensure!(exit.success(), "exit {exit}");
+    terminate(&mut capture, "capture").await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

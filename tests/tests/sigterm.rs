@@ -2,7 +2,6 @@
 //! work in flight, commits and exits 0, and the next start continues exactly where it
 //! stopped — nothing lost, nothing twice.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,42 +16,10 @@ use rowferry_tests::apply::{
 use rowferry_tests::capture::{
     self, assert_exactly_once, binlog_end, capture_binary, capture_toml, count_by, create_database,
 };
+use rowferry_tests::control::{spawn_service, terminate};
 use rowferry_tests::{Stack, unique_name, unique_server_id};
 
 const TERMS: usize = 3;
-
-/// Sends SIGTERM and expects exit 0 within 30 s.
-async fn terminate(child: &mut tokio::process::Child, what: &str) -> Result<()> {
-    let pid = child.id().context("no pid")?;
-    std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()?;
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .with_context(|| format!("{what} did not exit within 30 s of SIGTERM"))??;
-    ensure!(exit.success(), "{what} exited {exit} after SIGTERM");
-    Ok(())
-}
-
-fn spawn(
-    binary: &std::path::Path,
-    config: &std::path::Path,
-    log: &std::path::Path,
-) -> Result<tokio::process::Child> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
-    Ok(tokio::process::Command::new(binary)
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()?)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn capture_stopped_by_sigterm_under_load_continues_exactly() -> Result<()> {
@@ -97,7 +64,7 @@ async fn capture_stopped_by_sigterm_under_load_continues_exactly() -> Result<()>
     };
     let binary = capture_binary()?;
     for round in 0..TERMS {
-        let mut child = spawn(&binary, &config, &log)?;
+        let mut child = spawn_service(&binary, &config, &log)?;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         ensure!(
             child.try_wait()?.is_none(),
@@ -113,7 +80,7 @@ async fn capture_stopped_by_sigterm_under_load_continues_exactly() -> Result<()>
     let rows = inserted.load(Ordering::Relaxed);
 
     // A last run catches up; every row is in Kafka exactly once.
-    let mut child = spawn(&binary, &config, &log)?;
+    let mut child = spawn_service(&binary, &config, &log)?;
     let topic = format!("{name}.{db}.t");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
@@ -171,7 +138,7 @@ async fn apply_stopped_by_sigterm_under_load_continues_exactly() -> Result<()> {
     let load = tokio::spawn(counters_load(stack.clone(), db.clone(), stop.clone(), 11));
     let binary = apply_binary()?;
     for round in 0..TERMS {
-        let mut child = spawn(&binary, &config, &log)?;
+        let mut child = spawn_service(&binary, &config, &log)?;
         tokio::time::sleep(Duration::from_millis(2000)).await;
         ensure!(
             child.try_wait()?.is_none(),
@@ -184,7 +151,7 @@ async fn apply_stopped_by_sigterm_under_load_continues_exactly() -> Result<()> {
     }
     stop.store(true, Ordering::Relaxed);
     load.await??;
-    let mut child = spawn(&binary, &config, &log)?;
+    let mut child = spawn_service(&binary, &config, &log)?;
     wait_counted(
         &mut source,
         &mut target,
