@@ -368,29 +368,26 @@ fn usage(message: String) -> Failure {
     }
 }
 
-async fn apply_command(
-    client: CaptureOrApply,
-    command: Command,
-    out: &Output,
-) -> Result<(), Failure> {
-    match client {
-        CaptureOrApply::Capture(mut c) => match command {
-            Command::Status => {
-                let s = c
-                    .get_status(capture::GetStatusRequest {})
+/// The commands both services answer alike, on a client `$c` of the generated package
+/// `$pb`, each answer printed by `$print`; `Seek` runs `$seek` with the arguments in `$args`.
+macro_rules! answer {
+    ($c:ident, $pb:ident, $print:ident, $out:expr, $command:expr, $args:ident => $seek:block) => {
+        match $command {
+            Command::Status => $print(
+                $out,
+                $c.get_status($pb::GetStatusRequest {})
                     .await?
                     .into_inner()
-                    .status;
-                print_capture(out, s)
-            }
+                    .status,
+            ),
             Command::Watch { count } => {
-                let mut stream = c
-                    .watch_status(capture::WatchStatusRequest {})
+                let mut stream = $c
+                    .watch_status($pb::WatchStatusRequest {})
                     .await?
                     .into_inner();
                 let mut seen = 0;
                 while let Some(update) = stream.message().await? {
-                    print_capture(out, update.status)?;
+                    $print($out, update.status)?;
                     seen += 1;
                     if count.is_some_and(|n| seen >= n) {
                         break;
@@ -398,36 +395,45 @@ async fn apply_command(
                 }
                 Ok(())
             }
-            Command::Start => print_capture(
-                out,
-                c.start(capture::StartRequest {}).await?.into_inner().status,
+            Command::Start => $print(
+                $out,
+                $c.start($pb::StartRequest {}).await?.into_inner().status,
             ),
-            Command::Stop { wait } => print_capture(
-                out,
-                c.stop(capture::StopRequest {
+            Command::Stop { wait } => $print(
+                $out,
+                $c.stop($pb::StopRequest {
                     timeout: timeout(wait),
                 })
                 .await?
                 .into_inner()
                 .status,
             ),
-            Command::Pause { wait } => print_capture(
-                out,
-                c.pause(capture::PauseRequest {
+            Command::Pause { wait } => $print(
+                $out,
+                $c.pause($pb::PauseRequest {
                     timeout: timeout(wait),
                 })
                 .await?
                 .into_inner()
                 .status,
             ),
-            Command::Resume => print_capture(
-                out,
-                c.resume(capture::ResumeRequest {})
-                    .await?
-                    .into_inner()
-                    .status,
+            Command::Resume => $print(
+                $out,
+                $c.resume($pb::ResumeRequest {}).await?.into_inner().status,
             ),
-            Command::Seek(args) => {
+            Command::Seek($args) => $seek,
+        }
+    };
+}
+
+async fn apply_command(
+    client: CaptureOrApply,
+    command: Command,
+    out: &Output,
+) -> Result<(), Failure> {
+    match client {
+        CaptureOrApply::Capture(mut c) => {
+            answer!(c, capture, print_capture, out, command, args => {
                 use capture::seek_request::Target as T;
                 let t = &args.target;
                 let target = if let Some(binlog) = &t.binlog {
@@ -468,59 +474,10 @@ async fn apply_command(
                         answer.position.as_ref().map(position).unwrap_or_default()
                     )
                 })
-            }
-        },
-        CaptureOrApply::Apply(mut c) => match command {
-            Command::Status => {
-                let s = c
-                    .get_status(apply::GetStatusRequest {})
-                    .await?
-                    .into_inner()
-                    .status;
-                print_apply(out, s)
-            }
-            Command::Watch { count } => {
-                let mut stream = c
-                    .watch_status(apply::WatchStatusRequest {})
-                    .await?
-                    .into_inner();
-                let mut seen = 0;
-                while let Some(update) = stream.message().await? {
-                    print_apply(out, update.status)?;
-                    seen += 1;
-                    if count.is_some_and(|n| seen >= n) {
-                        break;
-                    }
-                }
-                Ok(())
-            }
-            Command::Start => print_apply(
-                out,
-                c.start(apply::StartRequest {}).await?.into_inner().status,
-            ),
-            Command::Stop { wait } => print_apply(
-                out,
-                c.stop(apply::StopRequest {
-                    timeout: timeout(wait),
-                })
-                .await?
-                .into_inner()
-                .status,
-            ),
-            Command::Pause { wait } => print_apply(
-                out,
-                c.pause(apply::PauseRequest {
-                    timeout: timeout(wait),
-                })
-                .await?
-                .into_inner()
-                .status,
-            ),
-            Command::Resume => print_apply(
-                out,
-                c.resume(apply::ResumeRequest {}).await?.into_inner().status,
-            ),
-            Command::Seek(args) => {
+            })
+        }
+        CaptureOrApply::Apply(mut c) => {
+            answer!(c, apply, print_apply, out, command, args => {
                 use apply::seek_request::Target as T;
                 let t = &args.target;
                 let target = if !t.offset.is_empty() {
@@ -579,8 +536,8 @@ async fn apply_command(
                         .collect();
                     format!("apply {verb}:\n{}", list.join("\n"))
                 })
-            }
-        },
+            })
+        }
     }
 }
 
