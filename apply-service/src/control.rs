@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rowferry_shared::control::{self as shared_control, Change, ControlTimeouts, Rates, Totals};
+use rowferry_shared::control::{self as shared_control, Change, Rates, Totals};
 use rowferry_shared::lifecycle::{Controller, Pipeline, RunControl, RunFuture, State};
 use rowferry_shared::pb::apply::v1 as pb;
 use rowferry_shared::pb::apply::v1::apply_control_server::{ApplyControl, ApplyControlServer};
@@ -200,7 +200,8 @@ impl ApplyControl for Control {
         &self,
         request: Request<pb::StopRequest>,
     ) -> Result<Response<pb::StopResponse>, Status> {
-        let timeout = ControlTimeouts::of(&request, request.get_ref().timeout.as_ref())?;
+        let timeout =
+            shared_control::request_timeout(&request, request.get_ref().timeout.as_ref())?;
         shared_control::change(&self.controller, Change::Stop(timeout)).await?;
         Ok(Response::new(pb::StopResponse {
             status: Some(self.status()),
@@ -211,7 +212,8 @@ impl ApplyControl for Control {
         &self,
         request: Request<pb::PauseRequest>,
     ) -> Result<Response<pb::PauseResponse>, Status> {
-        let timeout = ControlTimeouts::of(&request, request.get_ref().timeout.as_ref())?;
+        let timeout =
+            shared_control::request_timeout(&request, request.get_ref().timeout.as_ref())?;
         shared_control::change(&self.controller, Change::Pause(timeout)).await?;
         Ok(Response::new(pb::PauseResponse {
             status: Some(self.status()),
@@ -222,7 +224,7 @@ impl ApplyControl for Control {
         &self,
         request: Request<pb::ResumeRequest>,
     ) -> Result<Response<pb::ResumeResponse>, Status> {
-        let timeout = ControlTimeouts::of(&request, None)?;
+        let timeout = shared_control::request_timeout(&request, None)?;
         shared_control::change(&self.controller, Change::Resume(timeout)).await?;
         Ok(Response::new(pb::ResumeResponse {
             status: Some(self.status()),
@@ -233,7 +235,7 @@ impl ApplyControl for Control {
         &self,
         request: Request<pb::SeekRequest>,
     ) -> Result<Response<pb::SeekResponse>, Status> {
-        let deadline = ControlTimeouts::of(&request, None)?;
+        let deadline = shared_control::request_timeout(&request, None)?;
         let request = request.into_inner();
         let target = seek_target(request.target)?;
         let pipeline = self.controller.pipeline().clone();

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rowferry_shared::control::{self as shared_control, Change, ControlTimeouts, Rates, Totals};
+use rowferry_shared::control::{self as shared_control, Change, Rates, Totals};
 use rowferry_shared::lifecycle::{Controller, Pipeline, RunControl, RunFuture, State};
 use rowferry_shared::pb::capture::v1 as pb;
 use rowferry_shared::pb::capture::v1::capture_control_server::{
@@ -256,7 +256,8 @@ impl CaptureControl for Control {
         &self,
         request: Request<pb::StopRequest>,
     ) -> Result<Response<pb::StopResponse>, Status> {
-        let timeout = ControlTimeouts::of(&request, request.get_ref().timeout.as_ref())?;
+        let timeout =
+            shared_control::request_timeout(&request, request.get_ref().timeout.as_ref())?;
         shared_control::change(&self.controller, Change::Stop(timeout)).await?;
         Ok(Response::new(pb::StopResponse {
             status: Some(self.status()),
@@ -267,7 +268,8 @@ impl CaptureControl for Control {
         &self,
         request: Request<pb::PauseRequest>,
     ) -> Result<Response<pb::PauseResponse>, Status> {
-        let timeout = ControlTimeouts::of(&request, request.get_ref().timeout.as_ref())?;
+        let timeout =
+            shared_control::request_timeout(&request, request.get_ref().timeout.as_ref())?;
         shared_control::change(&self.controller, Change::Pause(timeout)).await?;
         Ok(Response::new(pb::PauseResponse {
             status: Some(self.status()),
@@ -278,7 +280,7 @@ impl CaptureControl for Control {
         &self,
         request: Request<pb::ResumeRequest>,
     ) -> Result<Response<pb::ResumeResponse>, Status> {
-        let timeout = ControlTimeouts::of(&request, None)?;
+        let timeout = shared_control::request_timeout(&request, None)?;
         shared_control::change(&self.controller, Change::Resume(timeout)).await?;
         Ok(Response::new(pb::ResumeResponse {
             status: Some(self.status()),
@@ -289,7 +291,7 @@ impl CaptureControl for Control {
         &self,
         request: Request<pb::SeekRequest>,
     ) -> Result<Response<pb::SeekResponse>, Status> {
-        let deadline = ControlTimeouts::of(&request, None)?;
+        let deadline = shared_control::request_timeout(&request, None)?;
         let request = request.into_inner();
         let target = seek_target(request.target)?;
         if matches!(target, seek::Target::Timestamp(_))

@@ -54,39 +54,34 @@ pub fn to_grpc(error: ControlError) -> Status {
     Status::new(code, error.to_string())
 }
 
-/// Timeouts of Stop and Pause requests.
-pub struct ControlTimeouts;
-
-impl ControlTimeouts {
-    /// The request's `timeout` field (default [`DEFAULT_TIMEOUT`]), shortened to the client's
-    /// own deadline (`grpc-timeout`) so that the answer still reaches it. A negative or
-    /// malformed timeout is `INVALID_ARGUMENT`.
-    pub fn of<T>(
-        request: &Request<T>,
-        timeout: Option<&pbjson_types::Duration>,
-    ) -> Result<Duration, Status> {
-        let mut wait = match timeout {
-            None => DEFAULT_TIMEOUT,
-            Some(t) if t.seconds == 0 && t.nanos == 0 => {
-                return Err(Status::invalid_argument(
-                    "timeout is zero; give a positive duration (e.g. {\"seconds\": 30}) or \
-                     leave it out for the default of 30 s",
-                ));
-            }
-            Some(t) => Duration::try_from(*t).map_err(|_| {
-                Status::invalid_argument(format!(
-                    "timeout {}s {}ns is not a positive duration; give e.g. {{\"seconds\": 30}} \
-                     or leave it out for the default of 30 s",
-                    t.seconds, t.nanos
-                ))
-            })?,
-        };
-        if let Some(client) = client_deadline(request) {
-            // Keep a little of the client's budget for the answer itself.
-            wait = wait.min(client.saturating_sub(client / 10));
+/// The request's `timeout` field (default [`DEFAULT_TIMEOUT`]), shortened to the client's
+/// own deadline (`grpc-timeout`) so that the answer still reaches it. A negative or
+/// malformed timeout is `INVALID_ARGUMENT`.
+pub fn request_timeout<T>(
+    request: &Request<T>,
+    timeout: Option<&pbjson_types::Duration>,
+) -> Result<Duration, Status> {
+    let mut wait = match timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(t) if t.seconds == 0 && t.nanos == 0 => {
+            return Err(Status::invalid_argument(
+                "timeout is zero; give a positive duration (e.g. {\"seconds\": 30}) or \
+                 leave it out for the default of 30 s",
+            ));
         }
-        Ok(wait)
+        Some(t) => Duration::try_from(*t).map_err(|_| {
+            Status::invalid_argument(format!(
+                "timeout {}s {}ns is not a positive duration; give e.g. {{\"seconds\": 30}} \
+                 or leave it out for the default of 30 s",
+                t.seconds, t.nanos
+            ))
+        })?,
+    };
+    if let Some(client) = client_deadline(request) {
+        // Keep a little of the client's budget for the answer itself.
+        wait = wait.min(client.saturating_sub(client / 10));
     }
+    Ok(wait)
 }
 
 /// The client's deadline from the `grpc-timeout` header (`<digits><unit>`).
