@@ -190,7 +190,7 @@ impl Worker {
 
     /// Prepares batches and hands them to the writer, splitting a batch at a poison record.
     async fn run_batches(&mut self, chunks: mpsc::Sender<Chunk>) -> Result<(), Exit> {
-        while let Some(mut batch) = self.next_batch().await {
+        while let Some(mut batch) = self.next_batch(&chunks).await {
             loop {
                 let (prepared, poison) = self.prepare(&batch).await?;
                 let mut rest = batch.split_off(prepared.len());
@@ -221,9 +221,11 @@ impl Worker {
     }
 
     /// The next batch: records already waiting are taken at once; a partial batch waits up
-    /// to the linger for more. In transactional mode the batch ends at a source transaction
-    /// boundary. `None` when stopping.
-    async fn next_batch(&mut self) -> Option<Vec<Record>> {
+    /// to the linger for more, and past it for as long as the writer still has a batch
+    /// queued, so batches grow under load (fewer target commits, more changes coalesced)
+    /// while a lone change still waits only the linger. In transactional mode the batch ends
+    /// at a source transaction boundary. `None` when stopping.
+    async fn next_batch(&mut self, chunks: &mpsc::Sender<Chunk>) -> Option<Vec<Record>> {
         let max_rows = self.shared.config.batch.max_rows;
         let max_bytes = self.shared.config.batch.max_bytes;
         let linger = self.shared.config.linger();
@@ -283,7 +285,8 @@ impl Worker {
                 batch.len()
             };
             let expired = deadline.is_some_and(|d| Instant::now() >= d);
-            if complete > 0 && (full || expired) {
+            let writer_ready = chunks.capacity() > 0;
+            if complete > 0 && (full || (expired && writer_ready)) {
                 let rest = batch.split_off(complete);
                 for record in rest.into_iter().rev() {
                     self.pending.push_front(Input::Record(record));
@@ -291,11 +294,24 @@ impl Worker {
                 return Some(batch);
             }
             let wait = match deadline {
-                Some(d) if complete > 0 => d.saturating_duration_since(Instant::now()),
+                Some(d) if complete > 0 && !expired => d.saturating_duration_since(Instant::now()),
                 _ => Duration::from_secs(3600),
+            };
+            // Past the linger with the writer busy: wake when it takes the queued batch.
+            let writer_freed = async {
+                if complete > 0 && expired && !writer_ready {
+                    // The permit is dropped at once; only the wake-up matters.
+                    chunks.reserve().await.is_ok()
+                } else {
+                    std::future::pending::<bool>().await
+                }
             };
             tokio::select! {
                 _ = self.cancel.cancelled() => return None,
+                open = writer_freed => if !open {
+                    // The writer stopped; its outcome is reported.
+                    return None;
+                },
                 input = self.input.recv() => match input {
                     Some(input) => self.pending.push_back(input),
                     None => {
