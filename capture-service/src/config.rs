@@ -50,6 +50,9 @@ pub struct CaptureConfig {
     /// Which tables and columns are captured.
     #[serde(default)]
     pub filter: FilterConfig,
+    /// How the initial snapshot reads the tables.
+    #[serde(default)]
+    pub snapshot: SnapshotConfig,
     /// gRPC control endpoint.
     #[serde(default)]
     pub control: rowferry_shared::config::ControlConfig,
@@ -73,8 +76,10 @@ pub struct SourceConfig {
     pub password_env: Option<String>,
     /// Replica `server_id` this capture registers with; unique among the source's replicas.
     pub server_id: u32,
-    /// Where to start when no position is stored: `earliest`, `latest`, `file:pos`
-    /// (`mariadb-bin.000003:4`) or `gtid:<set>` (`gtid:0-1-100`, `gtid:uuid:1-42`).
+    /// Where to start when no position is stored: `snapshot` (read every included table at a
+    /// consistent point, then stream from that point; Debezium's `initial`), `earliest`,
+    /// `latest`, `file:pos` (`mariadb-bin.000003:4`) or `gtid:<set>` (`gtid:0-1-100`,
+    /// `gtid:uuid:1-42`).
     #[serde(default = "default_start")]
     pub start: String,
     /// Start here even if a position is stored (same forms as `start`); the stored position is
@@ -90,7 +95,7 @@ pub struct SourceConfig {
 }
 
 fn default_start() -> String {
-    "earliest".into()
+    "snapshot".into()
 }
 fn default_heartbeat_ms() -> u64 {
     1000
@@ -249,6 +254,42 @@ impl Default for BatchConfig {
     }
 }
 
+/// The initial snapshot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Tables read at the same time, each on its own connection and consistent snapshot.
+    #[serde(default = "default_parallel_tables")]
+    pub parallel_tables: usize,
+    /// Rows per primary-key chunk (one SELECT each; bounds the memory a table takes).
+    #[serde(default = "default_chunk_rows")]
+    pub chunk_rows: usize,
+    /// Commit the snapshot's Kafka transaction (and its progress) at least this often, in
+    /// milliseconds; a restart resumes after the last commit.
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+}
+
+fn default_parallel_tables() -> usize {
+    2
+}
+fn default_chunk_rows() -> usize {
+    8_192
+}
+fn default_commit_interval_ms() -> u64 {
+    1_000
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        Self {
+            parallel_tables: default_parallel_tables(),
+            chunk_rows: default_chunk_rows(),
+            commit_interval_ms: default_commit_interval_ms(),
+        }
+    }
+}
+
 /// Include/exclude lists: regular expressions matched against the whole name, as Debezium's
 /// `*.include.list` options are.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -331,6 +372,12 @@ impl CaptureConfig {
                 "max_records and split_transaction_rows must be 1 or more",
             );
         }
+        if self.snapshot.parallel_tables == 0 || self.snapshot.chunk_rows == 0 {
+            return invalid(
+                "snapshot",
+                "parallel_tables and chunk_rows must be 1 or more",
+            );
+        }
         if self.kafka.max_record_bytes < 1024 {
             return invalid("kafka.max_record_bytes", "must be at least 1024");
         }
@@ -380,7 +427,7 @@ mod tests {
         if let Ok(config) = config {
             assert_eq!(config.topic_prefix(), "demo");
             assert_eq!(config.output.format, "debezium-json");
-            assert_eq!(config.source.start, "earliest");
+            assert_eq!(config.source.start, "snapshot");
             assert_eq!(config.kafka.offsets_topic, "rowferry.capture.offsets");
         }
     }

@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rowferry_shared::control::{self as shared_control, Change, Rates, Totals};
 use rowferry_shared::lifecycle::{Controller, Pipeline, RunControl, RunFuture, State};
@@ -163,6 +163,31 @@ pub fn to_proto(
             "rowferry-capture",
             env!("CARGO_PKG_VERSION"),
         )),
+        snapshot: status.snapshot.as_ref().map(snapshot_to_proto),
+    }
+}
+
+fn snapshot_to_proto(s: &crate::status::SnapshotStatus) -> pb::SnapshotProgress {
+    pb::SnapshotProgress {
+        running: s.running,
+        started: Some(shared_control::timestamp_from_ms(s.started_ms)),
+        rows: s.rows,
+        estimated_rows: s.estimated_rows,
+        rows_per_second: s.rows_per_second,
+        eta: s
+            .eta_seconds
+            .filter(|e| e.is_finite() && *e >= 0.0)
+            .map(|e| shared_control::duration_to_proto(Duration::from_secs_f64(e))),
+        tables: s
+            .tables
+            .iter()
+            .map(|t| pb::TableSnapshot {
+                table: t.table.clone(),
+                rows: t.rows,
+                estimated_rows: t.estimated_rows,
+                done: t.done,
+            })
+            .collect(),
     }
 }
 

@@ -8,5 +8,6 @@ pub mod filter;
 pub mod kafka;
 pub mod pipeline;
 pub mod seek;
+pub mod snapshot;
 pub mod source;
 pub mod status;

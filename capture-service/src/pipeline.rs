@@ -19,8 +19,8 @@ use mysql_async::{BinlogStream, Conn};
 use rdkafka::message::{Header, OwnedHeaders};
 use rowferry_shared::codec::{CodecOptions, Encoder, ValueFormat};
 use rowferry_shared::event::{
-    ChangeEvent, ColumnSchema, Row, RowChange, RowKey, SharedTableSchema, SnapshotMarker,
-    SourceInfo, TableId, TableSchema, TransactionInfo, Value,
+    ChangeEvent, ColumnSchema, ColumnType, Row, RowChange, RowKey, SharedTableSchema,
+    SnapshotMarker, SourceInfo, TableId, TableSchema, TransactionInfo, Value,
 };
 use rowferry_shared::position::{Flavor, Gtid, GtidSet};
 use tokio_util::sync::CancellationToken;
@@ -33,9 +33,14 @@ use crate::config::{CaptureConfig, ConfigError};
 use crate::filter::{Filter, FilterError};
 use crate::kafka::KafkaError;
 use crate::kafka::offsets::{
-    POSITION_VERSION, PartialTransaction, StoredPosition, ensure_topic, read_position,
+    POSITION_VERSION, PartialTransaction, SNAPSHOT_POSITION_VERSION, StoredPosition, ensure_topic,
+    read_position,
 };
 use crate::kafka::writer::{TransactionalWriter, client_config};
+use crate::snapshot::SnapshotError;
+use crate::snapshot::initial::{Outcome, Snapshotter};
+use crate::snapshot::overlap::Overlap;
+use crate::snapshot::progress::{EventPoint, KeyValue, key_of};
 use crate::source::{self, SourceError, SourceFacts, StreamStart};
 use crate::status::{State, StatusSender};
 use rowferry_shared::lifecycle::RunControl;
@@ -68,6 +73,9 @@ pub enum CaptureError {
     /// The stored position does not fit this source.
     #[error("stored position unusable: {0}")]
     Position(String),
+    /// The initial snapshot failed.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 impl CaptureError {
@@ -219,6 +227,67 @@ async fn run_once(
         );
     }
     let seek_position = seek.pending(config, stored.as_ref());
+    let format = match config.output.format.as_str() {
+        "protobuf" => ValueFormat::Protobuf,
+        _ => ValueFormat::DebeziumJson {
+            schemas: config.output.schemas,
+        },
+    };
+    let mut options = CodecOptions::new(config.topic_prefix(), env!("CARGO_PKG_VERSION"));
+    options.bigint_unsigned = config.output.bigint_unsigned_handling;
+    options.propagate_source_types = config.output.propagate_source_types;
+    let mut encoder = Encoder::new(format, options);
+    let mut writer = writer;
+    let mut stored = stored;
+    let mut seek_position = seek_position;
+
+    // An initial snapshot to take or to finish first.
+    let snapshot = match (&stored, seek_position) {
+        (_, Some("snapshot")) => Some(None),
+        (Some(position), None) => position
+            .snapshot
+            .as_ref()
+            .filter(|progress| !progress.complete())
+            .map(|progress| Some((**progress).clone())),
+        (None, None) if config.source.start == "snapshot" => Some(None),
+        _ => None,
+    };
+    if let Some(progress) = snapshot {
+        status.send_modify(|s| s.state = State::Snapshotting);
+        let mut snapshotter = Snapshotter {
+            config,
+            facts: &facts,
+            opts: &opts,
+            filter: &filter,
+            status,
+            control,
+            writer: &mut writer,
+            encoder: &mut encoder,
+            format,
+            meta: &mut meta,
+        };
+        let outcome = async {
+            let progress = match progress {
+                Some(progress) => progress,
+                None => snapshotter.plan().await?,
+            };
+            snapshotter.run(progress).await
+        }
+        .await;
+        match outcome {
+            Ok(Outcome::Complete(position)) => {
+                seek.supersede();
+                seek_position = None;
+                stored = Some(position);
+            }
+            Ok(Outcome::Stopped) => return Ok(()),
+            Err(error) => {
+                writer.abort().await;
+                return Err(error);
+            }
+        }
+    }
+
     let (start, resume) = match (&stored, seek_position) {
         (_, Some(seek)) => {
             tracing::info!(
@@ -244,17 +313,20 @@ async fn run_once(
     )
     .await?;
 
-    let format = match config.output.format.as_str() {
-        "protobuf" => ValueFormat::Protobuf,
-        _ => ValueFormat::DebeziumJson {
-            schemas: config.output.schemas,
-        },
-    };
-    let mut options = CodecOptions::new(config.topic_prefix(), env!("CARGO_PKG_VERSION"));
-    options.bigint_unsigned = config.output.bigint_unsigned_handling;
-    options.propagate_source_types = config.output.propagate_source_types;
-    let encoder = Encoder::new(format, options);
     let fresh_start = seek_position.is_some() || stored.is_none();
+    // Changes the finished snapshot already holds are skipped until streaming passes it.
+    let overlap = match stored.as_ref().and_then(|p| p.snapshot.clone()) {
+        Some(progress) if !fresh_start => {
+            let overlap = Overlap::new(progress, facts.flavor)
+                .map_err(|e| CaptureError::Position(e.to_string()))?;
+            let gtids = start.gtids.as_ref();
+            let passed = overlap
+                .passed(&start.file, gtids)
+                .map_err(|e| CaptureError::Position(e.to_string()))?;
+            (!passed).then_some(overlap)
+        }
+        _ => None,
+    };
     let boundary = stored
         .clone()
         .filter(|_| !fresh_start)
@@ -267,6 +339,7 @@ async fn run_once(
             gtids: start.gtids.as_ref().map(ToString::to_string),
             partial: None,
             source_ts_ms: 0,
+            snapshot: None,
         });
     let mut streamer = Streamer {
         config,
@@ -294,6 +367,7 @@ async fn run_once(
         last_end: start.file.pos,
         open_tables: Default::default(),
         committing_tables: Default::default(),
+        overlap,
     };
     let result = streamer.stream(stream, control).await;
     if result.is_err() {
@@ -363,10 +437,10 @@ async fn resume_from(
     facts: &SourceFacts,
     position: &StoredPosition,
 ) -> Result<(StreamStart, Option<Resume>), CaptureError> {
-    if position.version > POSITION_VERSION {
+    if position.version > SNAPSHOT_POSITION_VERSION {
         return Err(CaptureError::Position(format!(
-            "it has format version {}, this rowferry reads up to {POSITION_VERSION}; run the \
-             newer rowferry, or seek to a position explicitly",
+            "it has format version {}, this rowferry reads up to {SNAPSHOT_POSITION_VERSION}; \
+             run the newer rowferry, or seek to a position explicitly",
             position.version
         )));
     }
@@ -482,6 +556,8 @@ struct Streamer<'a> {
     open_tables: rowferry_shared::control::TableCounts,
     /// The same for each transaction being committed, oldest first.
     committing_tables: std::collections::VecDeque<rowferry_shared::control::TableCounts>,
+    /// The initial snapshot streaming has not yet passed.
+    overlap: Option<Overlap>,
 }
 
 /// The first ROTATE of a dump arrives before the FORMAT_DESCRIPTION, so when the source
@@ -827,8 +903,23 @@ impl Streamer<'_> {
             set.add(gtid)
                 .map_err(|e| CaptureError::Position(e.to_string()))?;
         }
+        if let Some(overlap) = &self.overlap {
+            let here = rowferry_shared::position::BinlogFilePosition::new(self.file.clone(), end);
+            if overlap
+                .passed(&here, self.gtids.as_ref())
+                .map_err(|e| CaptureError::Position(e.to_string()))?
+            {
+                tracing::info!(file = %self.file, pos = end, "streaming passed the initial snapshot");
+                self.overlap = None;
+            }
+        }
+        let snapshot = self.overlap.as_ref().map(|o| Arc::clone(o.progress()));
         self.boundary = StoredPosition {
-            version: POSITION_VERSION,
+            version: if snapshot.is_some() {
+                SNAPSHOT_POSITION_VERSION
+            } else {
+                POSITION_VERSION
+            },
             flavor: self.facts.flavor.to_string(),
             source_server_id: self.facts.server_id,
             file: self.file.clone(),
@@ -836,6 +927,7 @@ impl Streamer<'_> {
             gtids: self.gtids.as_ref().map(ToString::to_string),
             partial: None,
             source_ts_ms: i64::from(timestamp) * 1000,
+            snapshot,
         };
         self.status.send_modify(|s| s.source_transactions += 1);
         let batch = &self.config.batch;
@@ -1012,6 +1104,40 @@ impl Streamer<'_> {
             }
             return Ok(());
         }
+        // Right after an initial snapshot: changes its rows already hold are not sent again.
+        let (mut send_old, mut send_new) = (true, true);
+        if let Some(overlap) = &self.overlap
+            && let Some(group) = &self.group
+        {
+            let point = EventPoint {
+                gtid: group.gtid.as_ref(),
+                file: &group.start_file,
+                pos: group.start_pos,
+            };
+            let key = view.schema.key.columns();
+            let types: Vec<&ColumnType> = key
+                .iter()
+                .filter_map(|&i| view.schema.columns.get(i).map(|c| &c.column_type))
+                .collect();
+            let key_of_row = |row: &Row| key_of(row, key, &types);
+            let id = &view.schema.id;
+            if let (true, Some(before)) = (key_changed, change.before()) {
+                let old = key_of_row(before);
+                send_old = !overlap
+                    .reflects(&mut self.meta, id, &point, old.as_deref())
+                    .await?;
+            }
+            let new: Option<Vec<KeyValue>> = key_of_row(change.key_row());
+            send_new = !overlap
+                .reflects(&mut self.meta, id, &point, new.as_deref())
+                .await?;
+            if !key_changed {
+                send_old = send_new;
+            }
+        }
+        if !send_old && !send_new {
+            return Ok(());
+        }
         match change {
             // Debezium's way for a key change: delete under the old key, create under the new.
             RowChange::Update { before, after } if key_changed => {
@@ -1025,22 +1151,26 @@ impl Streamer<'_> {
                     .encoder
                     .encode_key(&view.schema, &after)
                     .map_err(codec)?;
-                let delete = RowChange::Delete { before };
-                self.emit_record(
-                    view,
-                    context,
-                    delete,
-                    Some(("__debezium.newkey", new_key.as_deref())),
-                )
-                .await?;
-                let insert = RowChange::Insert { after };
-                self.emit_record(
-                    view,
-                    context,
-                    insert,
-                    Some(("__debezium.oldkey", old_key.as_deref())),
-                )
-                .await?;
+                if send_old {
+                    let delete = RowChange::Delete { before };
+                    self.emit_record(
+                        view,
+                        context,
+                        delete,
+                        Some(("__debezium.newkey", new_key.as_deref())),
+                    )
+                    .await?;
+                }
+                if send_new {
+                    let insert = RowChange::Insert { after };
+                    self.emit_record(
+                        view,
+                        context,
+                        insert,
+                        Some(("__debezium.oldkey", old_key.as_deref())),
+                    )
+                    .await?;
+                }
             }
             other => self.emit_record(view, context, other, None).await?,
         }
@@ -1115,15 +1245,19 @@ impl Streamer<'_> {
                 value: key,
             });
         }
-        let result = self
-            .send_record(
-                &view.topic,
-                &event,
-                record.key.as_deref(),
-                record.value,
+        let result = send_record(
+            &mut self.writer,
+            self.config,
+            &mut self.encoder,
+            Outgoing {
+                topic: &view.topic,
+                event: &event,
+                key: record.key.as_deref(),
+                value: record.value,
                 headers,
-            )
-            .await;
+            },
+        )
+        .await;
         if result.is_ok() {
             rowferry_shared::control::count_change(
                 &mut self.open_tables,
@@ -1153,69 +1287,81 @@ impl Streamer<'_> {
         }
         Ok(())
     }
+}
 
-    /// Sends one change record, applying the large-record policy.
-    async fn send_record(
-        &mut self,
-        topic: &str,
-        event: &ChangeEvent,
-        key: Option<&[u8]>,
-        value: Vec<u8>,
-        headers: OwnedHeaders,
-    ) -> Result<(), CaptureError> {
-        let limit = self.config.kafka.max_record_bytes;
-        let size = key.map_or(0, <[u8]>::len) + value.len();
-        if size <= limit {
-            self.writer.send(topic, key, Some(&value), headers).await?;
-            return Ok(());
+/// One encoded change record on its way to Kafka.
+pub(crate) struct Outgoing<'a> {
+    pub topic: &'a str,
+    pub event: &'a ChangeEvent,
+    pub key: Option<&'a [u8]>,
+    pub value: Vec<u8>,
+    pub headers: OwnedHeaders,
+}
+
+/// Sends one change record, applying the large-record policy (`output.large_record_policy`).
+pub(crate) async fn send_record(
+    writer: &mut TransactionalWriter,
+    config: &CaptureConfig,
+    encoder: &mut Encoder,
+    record: Outgoing<'_>,
+) -> Result<(), CaptureError> {
+    let Outgoing {
+        topic,
+        event,
+        key,
+        value,
+        headers,
+    } = record;
+    let limit = config.kafka.max_record_bytes;
+    let size = key.map_or(0, <[u8]>::len) + value.len();
+    if size <= limit {
+        writer.send(topic, key, Some(&value), headers).await?;
+        return Ok(());
+    }
+    let key_text = key
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .unwrap_or_else(|| "(none)".into());
+    match config.output.large_record_policy.as_str() {
+        "dead-letter" => {
+            let dlq = config
+                .output
+                .dead_letter_topic
+                .clone()
+                .unwrap_or_else(|| format!("{}.dead-letter", config.topic_prefix()));
+            let size_text = size.to_string();
+            let headers = headers
+                .insert(Header {
+                    key: "rowferry.table",
+                    value: Some(event.schema.id.to_string().as_str()),
+                })
+                .insert(Header {
+                    key: "rowferry.record.bytes",
+                    value: Some(size_text.as_str()),
+                });
+            tracing::warn!(table = %event.schema.id, key = %key_text, size, "record too large; key sent to the dead-letter topic");
+            writer.send(&dlq, key, None, headers).await?;
+            Ok(())
         }
-        let key_text = key
-            .map(|k| String::from_utf8_lossy(k).into_owned())
-            .unwrap_or_else(|| "(none)".into());
-        match self.config.output.large_record_policy.as_str() {
-            "dead-letter" => {
-                let dlq = self
-                    .config
-                    .output
-                    .dead_letter_topic
-                    .clone()
-                    .unwrap_or_else(|| format!("{}.dead-letter", self.config.topic_prefix()));
-                let size_text = size.to_string();
-                let headers = headers
-                    .insert(Header {
-                        key: "rowferry.table",
-                        value: Some(event.schema.id.to_string().as_str()),
-                    })
-                    .insert(Header {
-                        key: "rowferry.record.bytes",
-                        value: Some(size_text.as_str()),
-                    });
-                tracing::warn!(table = %event.schema.id, key = %key_text, size, "record too large; key sent to the dead-letter topic");
-                self.writer.send(&dlq, key, None, headers).await?;
-                Ok(())
-            }
-            "truncate" => {
-                let truncated = truncate_to_fit(event, limit, &mut self.encoder)
-                    .map_err(CaptureError::Codec)?;
-                tracing::warn!(table = %event.schema.id, key = %key_text, size, "record too large; large columns truncated");
-                self.writer
-                    .send(
-                        topic,
-                        truncated.key.as_deref(),
-                        Some(&truncated.value),
-                        headers,
-                    )
-                    .await?;
-                Ok(())
-            }
-            _ => Err(KafkaError::RecordTooLarge {
-                table: event.schema.id.to_string(),
-                key: key_text,
-                size,
-                limit,
-            }
-            .into()),
+        "truncate" => {
+            let truncated = truncate_to_fit(event, limit, encoder).map_err(CaptureError::Codec)?;
+            tracing::warn!(table = %event.schema.id, key = %key_text, size, "record too large; large columns truncated");
+            writer
+                .send(
+                    topic,
+                    truncated.key.as_deref(),
+                    Some(&truncated.value),
+                    headers,
+                )
+                .await?;
+            Ok(())
         }
+        _ => Err(KafkaError::RecordTooLarge {
+            table: event.schema.id.to_string(),
+            key: key_text,
+            size,
+            limit,
+        }
+        .into()),
     }
 }
 

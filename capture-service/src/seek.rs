@@ -140,6 +140,7 @@ pub async fn resolve(config: &CaptureConfig, target: Target) -> Result<StoredPos
         gtids: start.gtids.as_ref().map(ToString::to_string),
         partial: None,
         source_ts_ms: 0,
+        snapshot: None,
     })
 }
 

@@ -59,7 +59,7 @@ impl SourceError {
     }
 }
 
-fn refused(problem: impl Into<String>, fix: impl Into<String>) -> SourceError {
+pub(crate) fn refused(problem: impl Into<String>, fix: impl Into<String>) -> SourceError {
     SourceError::Refused {
         problem: problem.into(),
         fix: fix.into(),
@@ -79,7 +79,7 @@ pub fn connection_opts(url: &str, password: Option<&str>) -> Result<Opts, Source
 }
 
 /// `text` as the inside of a single-quoted SQL string literal.
-fn sql_string(text: &str) -> String {
+pub(crate) fn sql_string(text: &str) -> String {
     text.replace('\\', "\\\\").replace('\'', "''")
 }
 
@@ -93,7 +93,10 @@ pub async fn connect(opts: &Opts) -> Result<Conn, SourceError> {
         })
 }
 
-async fn query_row(conn: &mut Conn, sql: &str) -> Result<Option<mysql_async::Row>, SourceError> {
+pub(crate) async fn query_row(
+    conn: &mut Conn,
+    sql: &str,
+) -> Result<Option<mysql_async::Row>, SourceError> {
     conn.query_first(sql)
         .await
         .map_err(|source| SourceError::Query {
@@ -102,7 +105,10 @@ async fn query_row(conn: &mut Conn, sql: &str) -> Result<Option<mysql_async::Row
         })
 }
 
-async fn query_rows(conn: &mut Conn, sql: &str) -> Result<Vec<mysql_async::Row>, SourceError> {
+pub(crate) async fn query_rows(
+    conn: &mut Conn,
+    sql: &str,
+) -> Result<Vec<mysql_async::Row>, SourceError> {
     conn.query(sql).await.map_err(|source| SourceError::Query {
         query: sql.to_owned(),
         source,
@@ -129,7 +135,7 @@ pub struct SourceFacts {
     pub collations: CollationTable,
 }
 
-fn text(row: &mysql_async::Row, i: usize) -> String {
+pub(crate) fn text(row: &mysql_async::Row, i: usize) -> String {
     match row.as_ref(i) {
         Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
         Some(mysql_async::Value::Int(n)) => n.to_string(),
@@ -301,7 +307,10 @@ pub async fn binlog_end(conn: &mut Conn) -> Result<BinlogFilePosition, SourceErr
 }
 
 /// The GTID position at a file position (MariaDB's `BINLOG_GTID_POS`).
-async fn mariadb_gtid_at(conn: &mut Conn, at: &BinlogFilePosition) -> Result<GtidSet, SourceError> {
+pub(crate) async fn mariadb_gtid_at(
+    conn: &mut Conn,
+    at: &BinlogFilePosition,
+) -> Result<GtidSet, SourceError> {
     let sql = format!(
         "SELECT BINLOG_GTID_POS('{}', {})",
         sql_string(&at.file),

@@ -39,6 +39,40 @@ pub struct CaptureStatus {
     /// Change records committed, per source table and operation.
     #[serde(skip)]
     pub tables: rowferry_shared::control::TableCounts,
+    /// The initial snapshot, while it runs and after it finished in this process.
+    pub snapshot: Option<SnapshotStatus>,
+}
+
+/// How far the initial snapshot is.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SnapshotStatus {
+    /// When the snapshot began (ms since the epoch; earlier runs included).
+    pub started_ms: i64,
+    /// Still reading.
+    pub running: bool,
+    /// Rows delivered.
+    pub rows: u64,
+    /// Rows expected: delivered counts of finished tables, the source's estimates of others.
+    pub estimated_rows: u64,
+    /// This run's rate.
+    pub rows_per_second: f64,
+    /// Seconds left at that rate.
+    pub eta_seconds: Option<f64>,
+    /// Per table.
+    pub tables: Vec<TableSnapshotStatus>,
+}
+
+/// One table of the snapshot.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TableSnapshotStatus {
+    /// `db.table`.
+    pub table: String,
+    /// Rows delivered.
+    pub rows: u64,
+    /// The source's estimate when the snapshot began.
+    pub estimated_rows: u64,
+    /// Every row delivered.
+    pub done: bool,
 }
 
 impl Default for CaptureStatus {
@@ -56,6 +90,7 @@ impl Default for CaptureStatus {
             source_transactions: 0,
             bytes_committed: 0,
             tables: Default::default(),
+            snapshot: None,
         }
     }
 }

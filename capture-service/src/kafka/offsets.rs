@@ -41,6 +41,10 @@ pub struct StoredPosition {
     pub partial: Option<PartialTransaction>,
     /// Commit time (ms since the epoch) of the last source event covered.
     pub source_ts_ms: i64,
+    /// An initial snapshot in progress, or finished but not yet passed by streaming (which
+    /// then skips the changes the snapshot already holds). Written as format version 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<std::sync::Arc<crate::snapshot::progress::SnapshotProgress>>,
 }
 
 /// A source transaction split across Kafka transactions.
@@ -57,7 +61,11 @@ pub struct PartialTransaction {
     pub rows_done: u64,
 }
 
-/// Version written by this build.
+/// Version of a position that carries a snapshot (older builds must not resume from it: they
+/// would stream without finishing or honouring the snapshot).
+pub const SNAPSHOT_POSITION_VERSION: u32 = 2;
+
+/// Version written by this build for a position without a snapshot.
 pub const POSITION_VERSION: u32 = 1;
 
 /// Makes sure the offsets topic exists, compacted.

@@ -279,7 +279,7 @@ where
 }
 
 /// Keeps the health of `service` (and the server's overall health, `""`) SERVING while the
-/// pipeline is RUNNING or PAUSED, NOT_SERVING otherwise, until `stop`.
+/// pipeline is RUNNING, SNAPSHOTTING or PAUSED, NOT_SERVING otherwise, until `stop`.
 fn follow_health<T>(
     reporter: tonic_health::server::HealthReporter,
     service: &'static str,
@@ -297,7 +297,7 @@ where
             let state = view
                 .borrow_and_update()
                 .state(phase(&status.borrow_and_update()));
-            let serving = matches!(state, State::Running | State::Paused);
+            let serving = matches!(state, State::Running | State::Snapshotting | State::Paused);
             if last != Some(serving) {
                 let health = if serving {
                     tonic_health::ServingStatus::Serving

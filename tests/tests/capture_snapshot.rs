@@ -1,0 +1,424 @@
+//! Initial snapshot: existing rows delivered as `op = r` records at a consistent point, then
+//! streaming from that point, with a write load running the whole time. Every key's records
+//! are checked in order: at most one `r`, first; then each update exactly one version after
+//! the last (a doubled change repeats a version, a missed one skips one); the folded result
+//! equals the source. Apply then makes the target equal (CHECKSUM TABLE).
+//!
+//! The crash test `kill -9`s the capture binary in the middle of the snapshot and checks that
+//! the restart resumes after the last committed chunk (no row read twice) and still streams
+//! every change exactly once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use rowferry_capture::status::State;
+use rowferry_shared::pb::capture::v1::GetStatusRequest;
+use rowferry_shared::pb::capture::v1::capture_control_client::CaptureControlClient;
+use rowferry_tests::apply::{self as apply_support, wait_equal};
+use rowferry_tests::capture::{
+    InProcess, binlog_end, capture_binary, capture_toml, config, create_database,
+};
+use rowferry_tests::control::{connect, free_port, spawn_service};
+use rowferry_tests::kafka::read_committed;
+use rowferry_tests::{Lcg, Stack, unique_name, unique_server_id};
+
+const ITEMS: &str = "items (id INT PRIMARY KEY, v INT NOT NULL, note VARCHAR(40))";
+const TAGS: &str = "tags (name VARCHAR(40) COLLATE utf8mb4_general_ci PRIMARY KEY, v INT NOT NULL)";
+const NOTES: &str = "notes (a INT, b VARCHAR(20))";
+
+async fn fill(admin: &mut Conn, db: &str, items: u64, tags: u64) -> Result<()> {
+    admin
+        .query_drop(format!(
+            "INSERT INTO `{db}`.items SELECT seq, 0, CONCAT('item ', seq) FROM `{db}`.seq_1_to_{items}"
+        ))
+        .await?;
+    // Mixed case and widths, so the collation (not byte order) decides the key order.
+    admin
+        .query_drop(format!(
+            "INSERT INTO `{db}`.tags SELECT CONCAT(IF(seq % 2, 'Tag-', 'tag-'), seq), 0 \
+             FROM `{db}`.seq_1_to_{tags}"
+        ))
+        .await?;
+    admin
+        .query_drop(format!(
+            "INSERT INTO `{db}`.notes SELECT seq, 'static' FROM `{db}`.seq_1_to_100"
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Small transactions until `stop`: updates of random items and tags (`v = v + 1`), inserts
+/// of new items above `items`, deletes of random items.
+async fn write_load(
+    stack: Stack,
+    db: String,
+    items: u64,
+    tags: u64,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+) -> Result<u64> {
+    let mut conn = Conn::new(stack.source_admin_opts()?).await?;
+    let mut rng = Lcg(seed);
+    let next = AtomicU64::new(items + 1);
+    let mut transactions = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let id = 1 + rng.next(items);
+        let tag = 1 + rng.next(tags);
+        let tag = format!("{}-{tag}", if tag % 2 == 1 { "Tag" } else { "tag" });
+        let new = next.fetch_add(1, Ordering::Relaxed);
+        let statement = match rng.next(10) {
+            0 => format!("DELETE FROM `{db}`.items WHERE id = {id}"),
+            1 | 2 => format!("INSERT INTO `{db}`.items VALUES ({new}, 0, 'new')"),
+            3..=5 => format!("UPDATE `{db}`.tags SET v = v + 1 WHERE name = '{tag}'"),
+            _ => format!(
+                "BEGIN; UPDATE `{db}`.items SET v = v + 1 WHERE id = {id}; \
+                 UPDATE `{db}`.tags SET v = v + 1 WHERE name = '{tag}'; COMMIT"
+            ),
+        };
+        conn.query_drop(statement).await?;
+        transactions += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(transactions)
+}
+
+/// What a topic's records say about each key, checked record by record.
+#[derive(Default)]
+struct Replay {
+    rows: HashMap<String, i64>,
+    reads: usize,
+    changes: usize,
+}
+
+impl Replay {
+    /// Applies every committed record of `topic`; fails at the first record that is out of
+    /// order, doubled or follows a missed change.
+    fn read(stack: &Stack, topic: &str, key: &str) -> Result<Self> {
+        let mut replay = Replay::default();
+        let mut seen_read: HashMap<String, bool> = HashMap::new();
+        for record in read_committed(&stack.kafka_bootstrap, topic)? {
+            let Some(_) = record.value else {
+                continue; // tombstone
+            };
+            let value = record.json()?;
+            let payload = &value["payload"];
+            let op = payload["op"].as_str().context("op")?;
+            let image = if op == "d" {
+                &payload["before"]
+            } else {
+                &payload["after"]
+            };
+            let k = image[key].to_string();
+            let v = |image: &serde_json::Value| image["v"].as_i64().context("v");
+            match op {
+                "r" => {
+                    ensure!(
+                        !seen_read.contains_key(&k) && !replay.rows.contains_key(&k),
+                        "{topic}: snapshot record for {k} after other records of it (offset {})",
+                        record.offset
+                    );
+                    seen_read.insert(k.clone(), true);
+                    replay.rows.insert(k, v(image)?);
+                    replay.reads += 1;
+                }
+                "c" => {
+                    ensure!(
+                        !replay.rows.contains_key(&k),
+                        "{topic}: insert of {k}, which exists (offset {})",
+                        record.offset
+                    );
+                    replay.rows.insert(k, v(image)?);
+                    replay.changes += 1;
+                }
+                "u" => {
+                    let now = v(image)?;
+                    let before = replay.rows.get(&k).copied();
+                    ensure!(
+                        before == Some(now - 1),
+                        "{topic}: update of {k} to v={now} after v={before:?}: a change was \
+                         doubled or missed (offset {})",
+                        record.offset
+                    );
+                    replay.rows.insert(k, now);
+                    replay.changes += 1;
+                }
+                "d" => {
+                    ensure!(
+                        replay.rows.remove(&k).is_some(),
+                        "{topic}: delete of {k}, which does not exist (offset {})",
+                        record.offset
+                    );
+                    replay.changes += 1;
+                }
+                other => bail!("{topic}: unexpected op {other}"),
+            }
+        }
+        Ok(replay)
+    }
+
+    /// Compares with `sql`'s `(key, v)` rows; `text_keys`: the keys are JSON strings in the
+    /// records (numbers otherwise).
+    async fn assert_equals_source(
+        &self,
+        admin: &mut Conn,
+        sql: &str,
+        text_keys: bool,
+        what: &str,
+    ) -> Result<()> {
+        let source: Vec<(String, i64)> = admin.query(sql).await?;
+        let source: HashMap<String, i64> = source
+            .into_iter()
+            .map(|(k, v)| {
+                let k = if text_keys {
+                    serde_json::Value::from(k).to_string()
+                } else {
+                    k
+                };
+                (k, v)
+            })
+            .collect();
+        ensure!(
+            source.len() == self.rows.len(),
+            "{what}: {} rows in the source, {} from the records",
+            source.len(),
+            self.rows.len()
+        );
+        for (k, v) in &source {
+            ensure!(
+                self.rows.get(k) == Some(v),
+                "{what}: {k} is v={v} in the source, {:?} from the records",
+                self.rows.get(k)
+            );
+        }
+        Ok(())
+    }
+}
+
+fn snapshot_toml(stack: &Stack, name: &str, db: &str, chunk_rows: usize) -> String {
+    capture_toml(
+        stack,
+        name,
+        db,
+        "snapshot",
+        unique_server_id(),
+        &format!(
+            "[snapshot]\nparallel_tables = 2\nchunk_rows = {chunk_rows}\ncommit_interval_ms = 200\n"
+        ),
+    )
+}
+
+/// Waits until the capture has committed everything the source has written, after the load.
+async fn caught_up(capture: &mut InProcess, admin: &mut Conn) -> Result<()> {
+    let end = binlog_end(admin).await?;
+    capture
+        .wait_committed(&end, Duration::from_secs(180))
+        .await?;
+    Ok(())
+}
+
+async fn verify(stack: &Stack, admin: &mut Conn, name: &str, db: &str) -> Result<(Replay, Replay)> {
+    let items = Replay::read(stack, &format!("{name}.{db}.items"), "id")?;
+    items
+        .assert_equals_source(
+            admin,
+            &format!("SELECT CAST(id AS CHAR), v FROM `{db}`.items"),
+            false,
+            "items",
+        )
+        .await?;
+    let tags = Replay::read(stack, &format!("{name}.{db}.tags"), "name")?;
+    tags.assert_equals_source(
+        admin,
+        &format!("SELECT name, v FROM `{db}`.tags"),
+        true,
+        "tags",
+    )
+    .await?;
+    Ok((items, tags))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn initial_snapshot_under_load_then_every_change_once_and_target_equal() -> Result<()> {
+    let stack = Stack::from_env()?;
+    let name = unique_name("capsnap");
+    let (mut admin, db) = create_database(&stack, "cap_snap", &[ITEMS, TAGS, NOTES]).await?;
+    let (items, tags) = (20_000, 3_000);
+    fill(&mut admin, &db, items, tags).await?;
+    let mut target =
+        apply_support::create_target_tables(&stack, &db, &[ITEMS, TAGS, NOTES]).await?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(write_load(
+        stack.clone(),
+        db.clone(),
+        items,
+        tags,
+        stop.clone(),
+        7,
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut capture = InProcess::start(config(&snapshot_toml(&stack, &name, &db, 500))?);
+    let status = capture
+        .wait_until("snapshot progress", Duration::from_secs(60), |s| {
+            s.snapshot.as_ref().is_some_and(|p| p.rows > 0)
+        })
+        .await?;
+    ensure!(
+        matches!(status.state, State::Snapshotting | State::Running),
+        "state while snapshotting: {:?}",
+        status.state
+    );
+    let status = capture
+        .wait_state(State::Running, Duration::from_secs(120))
+        .await?;
+    let snapshot = status.snapshot.context("no snapshot status")?;
+    ensure!(
+        !snapshot.running && snapshot.tables.len() == 3,
+        "{snapshot:?}"
+    );
+    ensure!(snapshot.tables.iter().all(|t| t.done), "{snapshot:?}");
+    // Writes keep going for a while after streaming starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let transactions = load.await??;
+    caught_up(&mut capture, &mut admin).await?;
+
+    let (items_replay, tags_replay) = verify(&stack, &mut admin, &name, &db).await?;
+    let notes = read_committed(&stack.kafka_bootstrap, &format!("{name}.{db}.notes"))?;
+    ensure!(notes.len() == 100, "{} notes records", notes.len());
+    eprintln!(
+        "snapshot test: {} + {} rows read, {} + {} changes streamed, {transactions} source transactions",
+        items_replay.reads, tags_replay.reads, items_replay.changes, tags_replay.changes
+    );
+    ensure!(
+        items_replay.changes > 0 && tags_replay.changes > 0,
+        "no changes streamed"
+    );
+
+    let apply_name = unique_name("capsnap_apply");
+    let apply = apply_support::InProcess::start(apply_support::config(
+        &apply_support::apply_toml(&stack, &apply_name, &format!("{name}\\.{db}\\..*"), ""),
+    )?);
+    wait_equal(
+        &mut admin,
+        &mut target,
+        &db,
+        &[("items", "id"), ("tags", "name"), ("notes", "a")],
+        true,
+        Duration::from_secs(120),
+    )
+    .await?;
+    apply.stop().await?;
+    capture.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_the_snapshot_resumes_after_the_last_chunk() -> Result<()> {
+    let stack = Stack::from_env()?;
+    let binary = capture_binary()?;
+    let name = unique_name("capsnapkill");
+    let (mut admin, db) = create_database(&stack, "cap_snapkill", &[ITEMS, TAGS, NOTES]).await?;
+    let (items, tags) = (120_000, 40_000);
+    fill(&mut admin, &db, items, tags).await?;
+    let port = free_port()?;
+    let toml = snapshot_toml(&stack, &name, &db, 1000).replace(
+        "grpc_listen = \"\"",
+        &format!("grpc_listen = \"127.0.0.1:{port}\""),
+    );
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir)?;
+    let config_path = dir.join("capture.toml");
+    std::fs::write(&config_path, &toml)?;
+    let log_path = dir.join("capture.log");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(write_load(
+        stack.clone(),
+        db.clone(),
+        items,
+        tags,
+        stop.clone(),
+        11,
+    ));
+    let mut child = spawn_service(&binary, &config_path, &log_path)?;
+    let channel = connect(port, || Ok(())).await?;
+    let mut client = CaptureControlClient::new(channel);
+    // Kill once both big tables are partly read (some chunks committed, others in flight).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = client
+            .get_status(GetStatusRequest {})
+            .await?
+            .into_inner()
+            .status
+            .context("no status")?;
+        let partly_read = status.snapshot.as_ref().is_some_and(|snapshot| {
+            snapshot
+                .tables
+                .iter()
+                .filter(|t| t.rows >= 5_000 && !t.done)
+                .count()
+                == 2
+        });
+        if partly_read {
+            break;
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("capture exited: {status}; see {}", log_path.display());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "never saw both tables partly read: {:?}; see {}",
+            status.snapshot,
+            log_path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.start_kill()?;
+    child.wait().await?;
+
+    // The restart resumes; a clean in-process run finishes and catches up after the load.
+    let mut capture = InProcess::start(config(&snapshot_toml(&stack, &name, &db, 1000))?);
+    capture
+        .wait_state(State::Running, Duration::from_secs(180))
+        .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    load.await??;
+    caught_up(&mut capture, &mut admin).await?;
+    capture.stop().await?;
+
+    let (items_replay, tags_replay) = verify(&stack, &mut admin, &name, &db).await?;
+    // Resumed, not restarted: both tables carry a second segment read after the kill.
+    let resumed = read_committed(&stack.kafka_bootstrap, &format!("{name}.offsets"))?
+        .iter()
+        .filter_map(|r| r.json().ok())
+        .any(|p| {
+            p["snapshot"]["tables"].as_array().is_some_and(|tables| {
+                tables
+                    .iter()
+                    .filter(|t| t["segments"].as_array().is_some_and(|s| s.len() == 2))
+                    .count()
+                    == 2
+            })
+        });
+    ensure!(
+        resumed,
+        "no stored progress shows both tables resumed in a second segment"
+    );
+    eprintln!(
+        "snapshot kill test: {} + {} rows read once each, {} + {} changes streamed; logs {}",
+        items_replay.reads,
+        tags_replay.reads,
+        items_replay.changes,
+        tags_replay.changes,
+        log_path.display()
+    );
+    Ok(())
+}
