@@ -48,6 +48,27 @@ pub async fn fill_orders(admin: &mut Conn, db: &str, rows: u64) -> Result<()> {
     Ok(())
 }
 
+/// Inserts `rows` rows into `db.orders` (ids 1..=rows), 100,000 per transaction: a table to
+/// snapshot.
+pub async fn insert_orders(admin: &mut Conn, db: &str, rows: u64) -> Result<()> {
+    let per_statement = 100_000u64;
+    let mut done = 0u64;
+    while done < rows {
+        let n = per_statement.min(rows - done);
+        admin
+            .query_drop(format!(
+                "INSERT INTO `{db}`.orders (id, customer, amount, ratio, status, note, created)
+                 SELECT {done} + seq, seq % 5000, (seq % 100000) / 100, seq / 7,
+                        ELT(1 + seq % 3, 'new', 'paid', 'shipped'), CONCAT('order ', seq),
+                        TIMESTAMP('2026-01-01') + INTERVAL seq SECOND
+                 FROM `{db}`.seq_1_to_{n}"
+            ))
+            .await?;
+        done += n;
+    }
+    Ok(())
+}
+
 /// The process's peak resident set (VmHWM), KiB.
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

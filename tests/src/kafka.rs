@@ -112,3 +112,16 @@ pub fn read_committed(bootstrap: &str, topic: &str) -> Result<Vec<Record>> {
     }
     Ok(records)
 }
+
+/// Deletes `topics` (tests that write much clean up after themselves).
+pub async fn delete_topics(bootstrap: &str, topics: &[String]) -> Result<()> {
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    admin
+        .delete_topics(&names, &rdkafka::admin::AdminOptions::new())
+        .await?;
+    Ok(())
+}

@@ -20,11 +20,12 @@ use rowferry_capture::status::State;
 use rowferry_shared::pb::capture::v1::GetStatusRequest;
 use rowferry_shared::pb::capture::v1::capture_control_client::CaptureControlClient;
 use rowferry_tests::apply::{self as apply_support, wait_equal};
+use rowferry_tests::bench::{ORDERS, insert_orders, peak_rss_kib};
 use rowferry_tests::capture::{
     InProcess, binlog_end, capture_binary, capture_toml, config, create_database,
 };
-use rowferry_tests::control::{connect, free_port, spawn_service};
-use rowferry_tests::kafka::read_committed;
+use rowferry_tests::control::{connect, free_port, spawn_service, terminate};
+use rowferry_tests::kafka::{delete_topics, read_committed};
 use rowferry_tests::{Lcg, Stack, unique_name, unique_server_id};
 
 const ITEMS: &str = "items (id INT PRIMARY KEY, v INT NOT NULL, note VARCHAR(40))";
@@ -419,6 +420,89 @@ async fn kill_9_during_the_snapshot_resumes_after_the_last_chunk() -> Result<()>
         items_replay.changes,
         tags_replay.changes,
         log_path.display()
+    );
+    Ok(())
+}
+
+/// Rows of the bounded-memory test (`ROWFERRY_SNAPSHOT_ROWS`, 2,000,000 by default).
+fn big_table_rows() -> u64 {
+    std::env::var("ROWFERRY_SNAPSHOT_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_two_million_row_table_snapshots_in_bounded_memory() -> Result<()> {
+    let stack = Stack::from_env()?;
+    let binary = capture_binary()?;
+    let name = unique_name("capsnapbig");
+    let (mut admin, db) = create_database(&stack, "cap_snapbig", &[ORDERS]).await?;
+    let rows = big_table_rows();
+    insert_orders(&mut admin, &db, rows).await?;
+    let port = free_port()?;
+    let toml = capture_toml(
+        &stack,
+        &name,
+        &db,
+        "snapshot",
+        unique_server_id(),
+        "[output]\nformat = \"protobuf\"\n",
+    )
+    .replace(
+        "grpc_listen = \"\"",
+        &format!("grpc_listen = \"127.0.0.1:{port}\""),
+    );
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir)?;
+    let config_path = dir.join("capture.toml");
+    std::fs::write(&config_path, &toml)?;
+    let log_path = dir.join("capture.log");
+    let started = std::time::Instant::now();
+    let mut child = spawn_service(&binary, &config_path, &log_path)?;
+    let pid = child.id().context("no pid")?;
+    let channel = connect(port, || Ok(())).await?;
+    let mut client = CaptureControlClient::new(channel);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(900);
+    let done = loop {
+        let status = client
+            .get_status(GetStatusRequest {})
+            .await?
+            .into_inner()
+            .status
+            .context("no status")?;
+        if let Some(snapshot) = status.snapshot.filter(|s| !s.running) {
+            break snapshot;
+        }
+        if let Some(exit) = child.try_wait()? {
+            bail!("capture exited: {exit}; see {}", log_path.display());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the snapshot did not finish in 15 minutes; see {}",
+            log_path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let peak_kib = peak_rss_kib(pid).context("no VmHWM")?;
+    terminate(&mut child, "rowferry-capture").await?;
+    delete_topics(
+        &stack.kafka_bootstrap,
+        &[format!("{name}.{db}.orders"), format!("{name}.offsets")],
+    )
+    .await?;
+    admin.query_drop(format!("DROP DATABASE `{db}`")).await?;
+    eprintln!(
+        "big snapshot: {} rows in {seconds:.1} s (debug build), peak RSS {:.1} MB",
+        done.rows,
+        peak_kib as f64 / 1024.0
+    );
+    ensure!(done.rows == rows, "{} rows delivered of {rows}", done.rows);
+    ensure!(
+        peak_kib < 150 * 1024,
+        "peak RSS {:.1} MB, above 150 MB",
+        peak_kib as f64 / 1024.0
     );
     Ok(())
 }
