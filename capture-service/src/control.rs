@@ -17,10 +17,15 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::config::CaptureConfig;
+use crate::filter::Filter;
 use crate::kafka::offsets::StoredPosition;
 use crate::pipeline::{self, CaptureError, SeekState};
 use crate::seek::{self, SeekError};
+use crate::snapshot::incremental::{Command, Commands, DEFAULT_CHUNK_ROWS};
+use crate::snapshot::tables;
+use crate::source;
 use crate::status::{CaptureStatus, StatusReceiver, StatusSender};
+use rowferry_shared::event::TableId;
 
 /// The capture pipeline as the controller runs it: each run reads the configuration as it
 /// is then.
@@ -28,6 +33,8 @@ pub struct CapturePipeline {
     config: CaptureConfig,
     status: StatusSender,
     seek: SeekState,
+    /// Incremental-snapshot requests for the running (or next) run.
+    commands: Commands,
 }
 
 impl CapturePipeline {
@@ -38,7 +45,106 @@ impl CapturePipeline {
             config,
             status,
             seek,
+            commands: Commands::default(),
         }
+    }
+
+    /// Checks an incremental-snapshot request against the configuration and the source, and
+    /// queues it for the capture.
+    pub async fn snapshot(&self, request: pb::SnapshotRequest) -> Result<(), Status> {
+        let action = pb::SnapshotAction::try_from(request.action).map_err(|_| {
+            Status::invalid_argument(format!(
+                "unknown snapshot action {}; use START, PAUSE, RESUME or CANCEL",
+                request.action
+            ))
+        })?;
+        let running = self
+            .status
+            .borrow()
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.incremental && s.running);
+        let command = match action {
+            pb::SnapshotAction::Unspecified | pb::SnapshotAction::Start => {
+                if request.tables.is_empty() {
+                    return Err(Status::invalid_argument(
+                        "no tables: give `tables` as database.table (or an action: PAUSE, \
+                         RESUME, CANCEL)",
+                    ));
+                }
+                let tables = self.check_tables(&request.tables).await?;
+                let chunk_rows = match request.chunk_rows {
+                    0 => DEFAULT_CHUNK_ROWS,
+                    n => n as usize,
+                };
+                Command::Start { tables, chunk_rows }
+            }
+            other if !request.tables.is_empty() => {
+                return Err(Status::invalid_argument(format!(
+                    "`tables` goes with START only, not {}",
+                    other.as_str_name()
+                )));
+            }
+            _ if !running => {
+                return Err(Status::failed_precondition(
+                    "no incremental snapshot is running; start one with `tables`",
+                ));
+            }
+            pb::SnapshotAction::Pause => Command::Pause,
+            pb::SnapshotAction::Resume => Command::Resume,
+            pb::SnapshotAction::Cancel => Command::Cancel,
+        };
+        self.commands.push(command);
+        Ok(())
+    }
+
+    /// Each table: `db.table`, captured by the filter, existing, with a key to chunk by.
+    async fn check_tables(&self, names: &[String]) -> Result<Vec<(TableId, u64)>, Status> {
+        let filter = Filter::new(&self.config.filter)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let password = self
+            .config
+            .source_password()
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let opts = source::connection_opts(
+            &self.config.source.url,
+            password.as_ref().map(|p| p.expose()),
+        )
+        .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let mut conn = source::connect(&opts)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let listed = tables::list(&mut conn, &filter)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let mut checked = Vec::new();
+        for name in names {
+            let Some((db, table)) = name.split_once('.') else {
+                return Err(Status::invalid_argument(format!(
+                    "table `{name}`: write it as database.table"
+                )));
+            };
+            let id = TableId::new(db, table);
+            let Some((_, estimate)) = listed.iter().find(|(t, _)| *t == id) else {
+                return Err(Status::invalid_argument(format!(
+                    "table `{name}` does not exist on the source or is not captured (see the \
+                     filter section of the configuration)"
+                )));
+            };
+            let described = tables::describe(&mut conn, &id, &filter, self.config.topic_prefix())
+                .await
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
+            if described.key_names.is_empty() {
+                return Err(Status::failed_precondition(format!(
+                    "table `{name}` has no primary key and no NOT NULL unique key, which an \
+                     incremental snapshot reads it by; add one, or take an initial snapshot \
+                     (--seek snapshot)"
+                )));
+            }
+            checked.push((id, *estimate));
+        }
+        let _ = conn.disconnect().await;
+        Ok(checked)
     }
 
     /// Checks `target` against the source and, unless `validate_only`, stores it as the
@@ -75,6 +181,7 @@ impl Pipeline for CapturePipeline {
                 self.status.clone(),
                 control,
                 &self.seek,
+                &self.commands,
             )
             .await
         })
@@ -188,6 +295,8 @@ fn snapshot_to_proto(s: &crate::status::SnapshotStatus) -> pb::SnapshotProgress 
                 done: t.done,
             })
             .collect(),
+        incremental: s.incremental,
+        paused: s.paused,
     }
 }
 
@@ -381,11 +490,21 @@ impl CaptureControl for Control {
 
     async fn snapshot(
         &self,
-        _request: Request<pb::SnapshotRequest>,
+        request: Request<pb::SnapshotRequest>,
     ) -> Result<Response<pb::SnapshotResponse>, Status> {
-        Err(Status::unimplemented(
-            "incremental snapshots are not available in this version of rowferry-capture",
-        ))
+        let state = self.controller.state();
+        if matches!(state, State::Stopped | State::Failed | State::Stopping) {
+            return Err(Status::failed_precondition(format!(
+                "cannot change the incremental snapshot: the capture is {state}; Start it first"
+            )));
+        }
+        self.controller
+            .pipeline()
+            .snapshot(request.into_inner())
+            .await?;
+        Ok(Response::new(pb::SnapshotResponse {
+            status: Some(self.status()),
+        }))
     }
 }
 

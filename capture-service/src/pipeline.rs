@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use mysql_async::binlog::events::TableMapEvent;
+use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, Conn};
 use rdkafka::message::{Header, OwnedHeaders};
 use rowferry_shared::codec::{CodecOptions, Encoder, ValueFormat};
@@ -22,7 +23,7 @@ use rowferry_shared::event::{
     ChangeEvent, ColumnSchema, ColumnType, Row, RowChange, RowKey, SharedTableSchema,
     SnapshotMarker, SourceInfo, TableId, TableSchema, TransactionInfo, Value,
 };
-use rowferry_shared::position::{Flavor, Gtid, GtidSet};
+use rowferry_shared::position::{BinlogFilePosition, Flavor, Gtid, GtidSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::binlog::DecodeError;
@@ -38,9 +39,12 @@ use crate::kafka::offsets::{
 };
 use crate::kafka::writer::{TransactionalWriter, client_config};
 use crate::snapshot::SnapshotError;
+use crate::snapshot::incremental::{self, Commands, InFlight, IncrementalProgress};
 use crate::snapshot::initial::{Outcome, Snapshotter};
 use crate::snapshot::overlap::Overlap;
 use crate::snapshot::progress::{EventPoint, KeyValue, key_of};
+use crate::snapshot::reader::ChunkReader;
+use crate::snapshot::tables::{self as snapshot_tables, SnapshotTable};
 use crate::source::{self, SourceError, SourceFacts, StreamStart};
 use crate::status::{State, StatusSender};
 use rowferry_shared::lifecycle::RunControl;
@@ -111,16 +115,26 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), CaptureError> {
     let seek = SeekState::new(&config);
-    run_controlled(config, status, RunControl::unmanaged(cancel), &seek).await
+    let commands = Commands::default();
+    run_controlled(
+        config,
+        status,
+        RunControl::unmanaged(cancel),
+        &seek,
+        &commands,
+    )
+    .await
 }
 
 /// [`run`] under a controller: also pauses at transaction boundaries when asked. `seek` is
-/// the process's `--seek`, kept across runs so that it applies only until its first commit.
+/// the process's `--seek`, kept across runs so that it applies only until its first commit;
+/// `commands` are the control API's incremental-snapshot requests.
 pub async fn run_controlled(
     config: CaptureConfig,
     status: StatusSender,
     control: RunControl,
     seek: &SeekState,
+    commands: &Commands,
 ) -> Result<(), CaptureError> {
     let cancel = control.cancel_token().clone();
     let initial = Duration::from_millis(config.source.retry_initial_ms.max(50));
@@ -130,7 +144,7 @@ pub async fn run_controlled(
             s.state = State::Starting;
         });
         let started = Instant::now();
-        let result = run_once(&config, &status, &control, seek).await;
+        let result = run_once(&config, &status, &control, seek, commands).await;
         match result {
             Ok(()) => {
                 status.send_modify(|s| {
@@ -182,6 +196,7 @@ async fn run_once(
     status: &StatusSender,
     control: &RunControl,
     seek: &SeekState,
+    commands: &Commands,
 ) -> Result<(), CaptureError> {
     let filter = Filter::new(&config.filter)?;
     // Registering the transactional id first fences older instances and aborts what they left
@@ -340,7 +355,13 @@ async fn run_once(
             partial: None,
             source_ts_ms: 0,
             snapshot: None,
+            incremental: None,
         });
+    let incremental = stored
+        .as_ref()
+        .filter(|_| !fresh_start)
+        .and_then(|p| p.incremental.clone())
+        .map(|progress| IncrementalRun::new((*progress).clone()));
     let mut streamer = Streamer {
         config,
         filter,
@@ -368,7 +389,11 @@ async fn run_once(
         open_tables: Default::default(),
         committing_tables: Default::default(),
         overlap,
+        incremental,
+        commands,
+        opts: opts.clone(),
     };
+    streamer.report_incremental();
     let result = streamer.stream(stream, control).await;
     if result.is_err() {
         // Release read_committed consumers now rather than at the transaction timeout.
@@ -558,6 +583,34 @@ struct Streamer<'a> {
     committing_tables: std::collections::VecDeque<rowferry_shared::control::TableCounts>,
     /// The initial snapshot streaming has not yet passed.
     overlap: Option<Overlap>,
+    /// The incremental snapshot, if one runs.
+    incremental: Option<IncrementalRun>,
+    /// Requests for it from the control API.
+    commands: &'a Commands,
+    /// How to connect to the source (for incremental snapshot chunks).
+    opts: mysql_async::Opts,
+}
+
+/// An incremental snapshot as the streamer runs it.
+struct IncrementalRun {
+    progress: IncrementalProgress,
+    /// The progress as the next stored position carries it.
+    stored: Arc<IncrementalProgress>,
+    described: HashMap<TableId, Arc<SnapshotTable>>,
+    chunk: Option<InFlight>,
+    conn: Option<Conn>,
+}
+
+impl IncrementalRun {
+    fn new(progress: IncrementalProgress) -> Self {
+        Self {
+            stored: Arc::new(progress.clone()),
+            progress,
+            described: HashMap::new(),
+            chunk: None,
+            conn: None,
+        }
+    }
 }
 
 /// The first ROTATE of a dump arrives before the FORMAT_DESCRIPTION, so when the source
@@ -586,6 +639,7 @@ impl Streamer<'_> {
         control: &RunControl,
     ) -> Result<(), CaptureError> {
         let cancel = control.cancel_token();
+        let commands = self.commands;
         self.status.send_modify(|s| {
             s.state = State::Running;
             s.error = None;
@@ -622,6 +676,9 @@ impl Streamer<'_> {
                 control.hold().await;
                 continue;
             }
+            if stopping.is_none() && self.group.is_none() {
+                self.drive_incremental().await?;
+            }
             let wait = if self.writer.commit_in_flight() {
                 Duration::from_millis(5)
             } else if self.writer.is_open() && self.group.is_none() {
@@ -637,6 +694,7 @@ impl Streamer<'_> {
                 }
                 () = cancel.cancelled(), if stopping.is_none() => continue,
                 () = control.pause_wanted(), if self.group.is_none() && !control.pause_requested() => continue,
+                () = commands.queued(), if self.group.is_none() => continue,
             };
             let event = match next {
                 Some(Ok(event)) => event,
@@ -914,8 +972,9 @@ impl Streamer<'_> {
             }
         }
         let snapshot = self.overlap.as_ref().map(|o| Arc::clone(o.progress()));
+        let incremental = self.incremental.as_ref().map(|r| Arc::clone(&r.stored));
         self.boundary = StoredPosition {
-            version: if snapshot.is_some() {
+            version: if snapshot.is_some() || incremental.is_some() {
                 SNAPSHOT_POSITION_VERSION
             } else {
                 POSITION_VERSION
@@ -928,6 +987,7 @@ impl Streamer<'_> {
             partial: None,
             source_ts_ms: i64::from(timestamp) * 1000,
             snapshot,
+            incremental,
         };
         self.status.send_modify(|s| s.source_transactions += 1);
         let batch = &self.config.batch;
@@ -980,6 +1040,292 @@ impl Streamer<'_> {
             rows_done: group.rows,
         });
         self.commit(position).await
+    }
+
+    /// At a transaction boundary: applies incremental-snapshot requests, publishes a chunk
+    /// once streaming has read past its high watermark, and reads the next chunk.
+    async fn drive_incremental(&mut self) -> Result<(), CaptureError> {
+        let requests = self.commands.take();
+        if !requests.is_empty() {
+            let mut run = self.incremental.take();
+            for request in requests {
+                tracing::info!(?request, "incremental snapshot request");
+                let keep_chunk = matches!(request, incremental::Command::Start { .. });
+                let progress =
+                    incremental::apply(run.as_ref().map(|r| r.progress.clone()), request, now_ms());
+                run = match (run, progress) {
+                    (_, None) => None,
+                    (Some(mut r), Some(progress)) => {
+                        r.progress = progress;
+                        if !keep_chunk {
+                            r.chunk = None;
+                        }
+                        Some(r)
+                    }
+                    (None, Some(progress)) => Some(IncrementalRun::new(progress)),
+                };
+            }
+            self.incremental = run;
+            self.sync_incremental();
+            // Durable at once: a restart sees the request.
+            self.commit_boundary(true).await?;
+            self.report_incremental();
+        }
+        let Some(run) = &mut self.incremental else {
+            return Ok(());
+        };
+        if run.progress.paused {
+            return Ok(());
+        }
+        if let Some(chunk) = &run.chunk {
+            let here = BinlogFilePosition::new(self.file.clone(), self.last_end);
+            if here.compare(&chunk.high).is_ok_and(|o| o.is_ge()) {
+                self.publish_chunk().await?;
+            }
+            return Ok(());
+        }
+        if run.progress.complete() {
+            tracing::info!("incremental snapshot complete");
+            self.incremental = None;
+            self.sync_incremental();
+            self.commit_boundary(true).await?;
+            return Ok(());
+        }
+        self.read_chunk().await
+    }
+
+    /// Reads the next chunk between a low and a high watermark.
+    async fn read_chunk(&mut self) -> Result<(), CaptureError> {
+        let Some(run) = &mut self.incremental else {
+            return Ok(());
+        };
+        let Some(index) = run.progress.next_table() else {
+            return Ok(());
+        };
+        let entry = &run.progress.tables[index];
+        let id = entry.id();
+        let table = match run.described.get(&id) {
+            Some(table) => Arc::clone(table),
+            None => {
+                match snapshot_tables::describe(
+                    &mut self.meta,
+                    &id,
+                    &self.filter,
+                    self.config.topic_prefix(),
+                )
+                .await
+                {
+                    Ok(table) if !table.key_names.is_empty() => {
+                        let table = Arc::new(table);
+                        run.described.insert(id.clone(), Arc::clone(&table));
+                        table
+                    }
+                    Ok(_) | Err(SnapshotError::Vanished { .. }) => {
+                        tracing::warn!(table = %id, "table dropped or without a key; its incremental snapshot ends");
+                        run.progress.tables[index].done = true;
+                        self.sync_incremental();
+                        self.report_incremental();
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let conn = match run.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let mut conn = source::connect(&self.opts).await?;
+                conn.query_drop("SET SESSION time_zone = '+00:00'")
+                    .await
+                    .map_err(|source| SourceError::Query {
+                        query: "SET SESSION time_zone".into(),
+                        source,
+                    })?;
+                conn
+            }
+        };
+        let mut conn = conn;
+        let low = source::binlog_end(&mut self.meta).await?;
+        let mut reader = ChunkReader::new(
+            Arc::clone(&table),
+            run.progress.chunk_rows,
+            run.progress.tables[index].last_key.clone(),
+        );
+        let chunk = reader.next(&mut conn).await?;
+        let high = source::binlog_end(&mut self.meta).await?;
+        run.conn = Some(conn);
+        let Some(chunk) = chunk else {
+            run.progress.tables[index].done = true;
+            return Ok(());
+        };
+        let key = table.schema.key.columns().to_vec();
+        let types = table.key_types();
+        let mut index_by_key = HashMap::with_capacity(chunk.rows.len());
+        for (i, row) in chunk.rows.iter().enumerate() {
+            if let Some(k) = key_of(row, &key, &types) {
+                index_by_key.insert(k, i);
+            }
+        }
+        run.chunk = Some(InFlight {
+            table: index,
+            id,
+            low,
+            high,
+            rows: chunk.rows.into_iter().map(Some).collect(),
+            index: index_by_key,
+            last_key: chunk.last_key,
+            last: chunk.last,
+        });
+        Ok(())
+    }
+
+    /// Publishes what is left of the chunk as `op = r` records in the open Kafka transaction;
+    /// the progress that says so is committed with them.
+    async fn publish_chunk(&mut self) -> Result<(), CaptureError> {
+        let Some(run) = &mut self.incremental else {
+            return Ok(());
+        };
+        let Some(chunk) = run.chunk.take() else {
+            return Ok(());
+        };
+        let Some(table) = run.described.get(&chunk.id).cloned() else {
+            return Ok(());
+        };
+        let (index, last_key, last) = (chunk.table, chunk.last_key.clone(), chunk.last);
+        let position_header = format!("{}:{}", chunk.high.file, chunk.high.pos);
+        let (file, pos) = (chunk.high.file.clone(), chunk.high.pos);
+        let mut published = 0u64;
+        for row in chunk.remaining() {
+            let event = ChangeEvent {
+                schema: Arc::clone(&table.schema),
+                change: RowChange::Read { after: row },
+                source: SourceInfo {
+                    flavor: self.facts.flavor,
+                    name: self.config.topic_prefix().to_owned(),
+                    ts_us: now_us(),
+                    snapshot: SnapshotMarker::Incremental,
+                    server_id: 0,
+                    gtid: None,
+                    file: file.clone(),
+                    pos,
+                    row: 0,
+                    thread: None,
+                    query: None,
+                },
+                transaction: None,
+                ts_us: now_us(),
+            };
+            let record = self
+                .encoder
+                .encode(&event)
+                .map_err(|e| CaptureError::Codec(format!("{}: {e}", event.schema.id)))?;
+            let headers = OwnedHeaders::new_with_capacity(2)
+                .insert(Header {
+                    key: "content-type",
+                    value: Some(self.format.content_type()),
+                })
+                .insert(Header {
+                    key: "rowferry.source.position",
+                    value: Some(position_header.as_str()),
+                });
+            send_record(
+                &mut self.writer,
+                self.config,
+                &mut self.encoder,
+                Outgoing {
+                    topic: &table.topic,
+                    event: &event,
+                    key: record.key.as_deref(),
+                    value: record.value,
+                    headers,
+                },
+            )
+            .await?;
+            rowferry_shared::control::count_change(
+                &mut self.open_tables,
+                &event.schema.id,
+                &event.change,
+            );
+            published += 1;
+        }
+        if let Some(run) = &mut self.incremental
+            && let Some(entry) = run.progress.tables.get_mut(index)
+        {
+            entry.rows += published;
+            entry.last_key = last_key;
+            entry.done = last;
+        }
+        self.sync_incremental();
+        self.report_incremental();
+        Ok(())
+    }
+
+    /// Makes the next stored position carry the incremental snapshot's progress.
+    fn sync_incremental(&mut self) {
+        let stored = self.incremental.as_mut().map(|run| {
+            run.stored = Arc::new(run.progress.clone());
+            Arc::clone(&run.stored)
+        });
+        self.boundary.version = if stored.is_some() || self.boundary.snapshot.is_some() {
+            SNAPSHOT_POSITION_VERSION
+        } else {
+            POSITION_VERSION
+        };
+        self.boundary.incremental = stored;
+    }
+
+    /// Publishes the incremental snapshot's progress in the status.
+    fn report_incremental(&self) {
+        let Some(run) = &self.incremental else {
+            self.status.send_modify(|s| {
+                if let Some(snapshot) = &mut s.snapshot
+                    && snapshot.incremental
+                {
+                    snapshot.running = false;
+                    snapshot.paused = false;
+                    for table in &mut snapshot.tables {
+                        table.done = true;
+                    }
+                }
+            });
+            return;
+        };
+        let progress = &run.progress;
+        let rows: u64 = progress.tables.iter().map(|t| t.rows).sum();
+        let estimated: u64 = progress
+            .tables
+            .iter()
+            .map(|t| {
+                if t.done {
+                    t.rows
+                } else {
+                    t.estimated_rows.max(t.rows)
+                }
+            })
+            .sum();
+        let elapsed = ((now_ms() - progress.started_ms).max(1) as f64) / 1000.0;
+        let rate = rows as f64 / elapsed;
+        let status = crate::status::SnapshotStatus {
+            started_ms: progress.started_ms,
+            running: !progress.complete(),
+            rows,
+            estimated_rows: estimated,
+            rows_per_second: rate,
+            eta_seconds: (rate > 0.0).then(|| estimated.saturating_sub(rows) as f64 / rate),
+            tables: progress
+                .tables
+                .iter()
+                .map(|t| crate::status::TableSnapshotStatus {
+                    table: t.id().to_string(),
+                    rows: t.rows,
+                    estimated_rows: t.estimated_rows,
+                    done: t.done,
+                })
+                .collect(),
+            incremental: true,
+            paused: progress.paused,
+        };
+        self.status.send_modify(|s| s.snapshot = Some(status));
     }
 
     async fn table_view(&mut self, map: &Arc<TableMap>) -> Result<Arc<TableView>, CaptureError> {
@@ -1103,6 +1449,26 @@ impl Streamer<'_> {
                 }
             }
             return Ok(());
+        }
+        // A chunk of the incremental snapshot waiting for its high watermark: a change of one
+        // of its rows streamed after the low watermark makes that chunk row stale.
+        if let (Some(run), Some(group)) = (&mut self.incremental, &self.group)
+            && let Some(chunk) = &mut run.chunk
+            && chunk.id == view.schema.id
+            && BinlogFilePosition::new(group.start_file.clone(), group.start_pos)
+                .compare(&chunk.low)
+                .is_ok_and(|o| o.is_ge())
+        {
+            let key = view.schema.key.columns();
+            let types: Vec<&ColumnType> = key
+                .iter()
+                .filter_map(|&i| view.schema.columns.get(i).map(|c| &c.column_type))
+                .collect();
+            for row in [change.before(), change.after()].into_iter().flatten() {
+                if let Some(k) = key_of(row, key, &types) {
+                    chunk.drop_key(&k);
+                }
+            }
         }
         // Right after an initial snapshot: changes its rows already hold are not sent again.
         let (mut send_old, mut send_new) = (true, true);

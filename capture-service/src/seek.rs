@@ -141,6 +141,7 @@ pub async fn resolve(config: &CaptureConfig, target: Target) -> Result<StoredPos
         partial: None,
         source_ts_ms: 0,
         snapshot: None,
+        incremental: None,
     })
 }
 

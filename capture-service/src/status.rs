@@ -60,6 +60,10 @@ pub struct SnapshotStatus {
     pub eta_seconds: Option<f64>,
     /// Per table.
     pub tables: Vec<TableSnapshotStatus>,
+    /// An incremental snapshot (streaming goes on), not the initial one.
+    pub incremental: bool,
+    /// Paused by request (incremental only).
+    pub paused: bool,
 }
 
 /// One table of the snapshot.

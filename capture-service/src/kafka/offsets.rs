@@ -45,6 +45,9 @@ pub struct StoredPosition {
     /// then skips the changes the snapshot already holds). Written as format version 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<std::sync::Arc<crate::snapshot::progress::SnapshotProgress>>,
+    /// An incremental snapshot in progress (format version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<std::sync::Arc<crate::snapshot::incremental::IncrementalProgress>>,
 }
 
 /// A source transaction split across Kafka transactions.

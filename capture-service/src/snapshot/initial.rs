@@ -361,6 +361,7 @@ impl Snapshotter<'_> {
             partial: None,
             source_ts_ms: 0,
             snapshot: Some(Arc::new(progress.clone())),
+            incremental: None,
         }
     }
 
@@ -423,6 +424,8 @@ impl Snapshotter<'_> {
                     done: t.done,
                 })
                 .collect(),
+            incremental: false,
+            paused: false,
         };
         self.status.send_modify(|s| {
             if first {

@@ -6,6 +6,7 @@
 //! restart resumes after the last committed chunk. Streaming then starts at the earliest point
 //! and [`overlap`] skips the changes a table's snapshot already holds.
 
+pub mod incremental;
 pub mod initial;
 pub mod overlap;
 pub mod progress;

@@ -91,7 +91,7 @@ impl ParsedPoint {
 
 /// One key column's value, in a form that can be stored, bound as a query parameter and
 /// ordered the way the source orders the column.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum KeyValue {
     /// Signed integers and YEAR.
     #[serde(rename = "i")]

@@ -98,6 +98,27 @@ enum Command {
     Resume,
     /// Move where the pipeline continues from (when STOPPED, FAILED or PAUSED).
     Seek(SeekArgs),
+    /// Capture: re-read tables while streaming goes on (incremental snapshot), or pause,
+    /// resume or cancel the one running.
+    Snapshot(SnapshotArgs),
+}
+
+#[derive(Debug, Args)]
+struct SnapshotArgs {
+    /// Tables to re-read, as database.table.
+    tables: Vec<String>,
+    /// Rows per chunk (default 1024).
+    #[arg(long)]
+    chunk_rows: Option<u32>,
+    /// Pause the incremental snapshot running.
+    #[arg(long, conflicts_with_all = ["resume", "cancel", "tables"])]
+    pause: bool,
+    /// Resume it.
+    #[arg(long, conflicts_with_all = ["cancel", "tables"])]
+    resume: bool,
+    /// Cancel it (its progress is dropped).
+    #[arg(long, conflicts_with = "tables")]
+    cancel: bool,
 }
 
 #[derive(Debug, Args)]
@@ -422,6 +443,10 @@ macro_rules! answer {
                 $c.resume($pb::ResumeRequest {}).await?.into_inner().status,
             ),
             Command::Seek($args) => $seek,
+            Command::Snapshot(_) => Err(usage(
+                "snapshot is a rowferry-capture command; this endpoint serves rowferry-apply"
+                    .into(),
+            )),
         }
     };
 }
@@ -433,6 +458,31 @@ async fn apply_command(
 ) -> Result<(), Failure> {
     match client {
         CaptureOrApply::Capture(mut c) => {
+            if let Command::Snapshot(args) = &command {
+                use capture::SnapshotAction as A;
+                let action = if args.pause {
+                    A::Pause
+                } else if args.resume {
+                    A::Resume
+                } else if args.cancel {
+                    A::Cancel
+                } else if args.tables.is_empty() {
+                    return Err(usage(
+                        "give tables as database.table, or --pause, --resume or --cancel".into(),
+                    ));
+                } else {
+                    A::Start
+                };
+                let answer = c
+                    .snapshot(capture::SnapshotRequest {
+                        tables: args.tables.clone(),
+                        action: action as i32,
+                        chunk_rows: args.chunk_rows.unwrap_or(0),
+                    })
+                    .await?
+                    .into_inner();
+                return print_capture(out, answer.status);
+            }
             answer!(c, capture, print_capture, out, command, args => {
                 use capture::seek_request::Target as T;
                 let t = &args.target;
@@ -601,6 +651,31 @@ fn print_capture(out: &Output, status: Option<capture::CaptureStatus>) -> Result
             "  records    {} in {} Kafka transactions ({} source transactions)",
             s.records_committed, s.kafka_transactions, s.source_transactions
         ));
+        if let Some(snapshot) = &s.snapshot {
+            let kind = if snapshot.incremental {
+                "incremental snapshot"
+            } else {
+                "initial snapshot"
+            };
+            let phase = match (snapshot.running, snapshot.paused) {
+                (true, true) => "paused",
+                (true, false) => "running",
+                (false, _) => "done",
+            };
+            lines.push(format!(
+                "  snapshot   {kind} {phase}: {} of ~{} rows",
+                snapshot.rows, snapshot.estimated_rows
+            ));
+            for table in &snapshot.tables {
+                lines.push(format!(
+                    "             {} {} of ~{}{}",
+                    table.table,
+                    table.rows,
+                    table.estimated_rows,
+                    if table.done { " (done)" } else { "" }
+                ));
+            }
+        }
         lines.push(format!(
             "  uptime     {}  {}",
             uptime(s.uptime.as_ref()),
