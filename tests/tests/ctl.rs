@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use mysql_async::prelude::Queryable;
 use rowferry_tests::apply::{apply_binary, apply_toml};
 use rowferry_tests::capture::{binlog_end, capture_binary, capture_toml, create_database};
 use rowferry_tests::control::{connect, free_port, terminate, workspace_binary};
@@ -124,6 +125,46 @@ async fn rowferryctl_controls_capture_and_apply_with_trustworthy_exit_codes() ->
         &format!("capture {name}: RUNNING"),
     )?;
 
+    // Incremental snapshots: usage, refusals, a table re-read to its end.
+    check(&ctl(capture_port, &["snapshot"]).await?, 2, "give tables")?;
+    check(
+        &ctl(capture_port, &["snapshot", "--pause"]).await?,
+        4,
+        "no incremental snapshot is running",
+    )?;
+    check(
+        &ctl(capture_port, &["snapshot", &format!("{db}.missing")]).await?,
+        5,
+        "does not exist",
+    )?;
+    admin
+        .query_drop(format!(
+            "INSERT INTO `{db}`.t SELECT seq FROM `{db}`.seq_1_to_50"
+        ))
+        .await?;
+    check(
+        &ctl(
+            capture_port,
+            &["snapshot", &format!("{db}.t"), "--chunk-rows", "20"],
+        )
+        .await?,
+        0,
+        "capture",
+    )?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = ctl(capture_port, &["status"]).await?;
+        if run.stdout.contains("incremental snapshot done: 50 of") {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no finished incremental snapshot in the status: {}",
+            run.stdout
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Lifecycle with refusals.
     check(&ctl(capture_port, &["pause"]).await?, 0, "PAUSED")?;
     check(&ctl(capture_port, &["pause"]).await?, 4, "already paused")?;
@@ -224,7 +265,7 @@ async fn rowferryctl_controls_capture_and_apply_with_trustworthy_exit_codes() ->
     check(
         &ctl(apply_port, &["seek", "--offset", "nosuchtopic:0:0"]).await?,
         5,
-        "nothing to seek in",
+        "is not a partition apply consumes",
     )?;
 
     for child in [&mut capture, &mut apply] {
