@@ -63,7 +63,8 @@ impl CapturePipeline {
             .borrow()
             .snapshot
             .as_ref()
-            .is_some_and(|s| s.incremental && s.running);
+            .is_some_and(|s| s.incremental && s.running)
+            || self.commands.start_queued();
         let command = match action {
             pb::SnapshotAction::Unspecified | pb::SnapshotAction::Start => {
                 if request.tables.is_empty() {

@@ -43,7 +43,8 @@ use crate::snapshot::incremental::{self, Commands, InFlight, IncrementalProgress
 use crate::snapshot::initial::{Outcome, Snapshotter};
 use crate::snapshot::overlap::Overlap;
 use crate::snapshot::progress::{EventPoint, KeyValue, key_of};
-use crate::snapshot::reader::ChunkReader;
+use crate::snapshot::reader::{self as snapshot_reader, ChunkReader};
+use crate::snapshot::records::{ReadAt, send_read};
 use crate::snapshot::tables::{self as snapshot_tables, SnapshotTable};
 use crate::source::{self, SourceError, SourceFacts, StreamStart};
 use crate::status::{State, StatusSender};
@@ -88,6 +89,7 @@ impl CaptureError {
         match self {
             CaptureError::Source(e) => e.is_transient(),
             CaptureError::Kafka(e) => e.is_transient(),
+            CaptureError::Snapshot(e) => e.is_transient(),
             _ => false,
         }
     }
@@ -840,6 +842,12 @@ impl Streamer<'_> {
                     self.views.clear();
                     self.included.clear();
                     self.decoder = RowDecoder::new(self.facts.collations.clone());
+                    // The incremental snapshot describes tables again and re-reads the chunk
+                    // in flight (a TRUNCATE, say, streams no row changes to drop it by).
+                    if let Some(run) = &mut self.incremental {
+                        run.described.clear();
+                        run.chunk = None;
+                    }
                 }
                 match &mut self.group {
                     Some(group) if group.transactional => {
@@ -1079,7 +1087,10 @@ impl Streamer<'_> {
         }
         if let Some(chunk) = &run.chunk {
             let here = BinlogFilePosition::new(self.file.clone(), self.last_end);
-            if here.compare(&chunk.high).is_ok_and(|o| o.is_ge()) {
+            let reached = here
+                .compare(&chunk.high)
+                .map_err(|e| CaptureError::Position(format!("incremental snapshot: {e}")))?;
+            if reached.is_ge() {
                 self.publish_chunk().await?;
             }
             return Ok(());
@@ -1145,14 +1156,27 @@ impl Streamer<'_> {
             }
         };
         let mut conn = conn;
-        let low = source::binlog_end(&mut self.meta).await?;
         let mut reader = ChunkReader::new(
             Arc::clone(&table),
             run.progress.chunk_rows,
             run.progress.tables[index].last_key.clone(),
         );
-        let chunk = reader.next(&mut conn).await?;
-        let high = source::binlog_end(&mut self.meta).await?;
+        let (low, chunk, high) = if self.facts.flavor == Flavor::MariaDb {
+            // The chunk at one consistent point that MariaDB names: every transaction before
+            // it is in the chunk, none after; the point is both watermarks. (Reading the
+            // binlog end around a plain SELECT would race with two-phase commit: a
+            // transaction in the binlog may not be visible to the SELECT yet.)
+            let point = snapshot_reader::open(&mut conn, &self.facts).await?;
+            let chunk = reader.next(&mut conn).await;
+            snapshot_reader::close(&mut conn).await?;
+            let at = point.file_position();
+            (at.clone(), chunk?, at)
+        } else {
+            let low = source::binlog_end(&mut self.meta).await?;
+            let chunk = reader.next(&mut conn).await?;
+            let high = source::binlog_end(&mut self.meta).await?;
+            (low, chunk, high)
+        };
         run.conn = Some(conn);
         let Some(chunk) = chunk else {
             run.progress.tables[index].done = true;
@@ -1191,54 +1215,24 @@ impl Streamer<'_> {
         let Some(table) = run.described.get(&chunk.id).cloned() else {
             return Ok(());
         };
-        let (index, last_key, last) = (chunk.table, chunk.last_key.clone(), chunk.last);
-        let position_header = format!("{}:{}", chunk.high.file, chunk.high.pos);
+        let (chunk_id, last_key, last) = (chunk.id.clone(), chunk.last_key.clone(), chunk.last);
         let (file, pos) = (chunk.high.file.clone(), chunk.high.pos);
+        let at = ReadAt {
+            flavor: self.facts.flavor,
+            file: &file,
+            pos,
+        };
         let mut published = 0u64;
         for row in chunk.remaining() {
-            let event = ChangeEvent {
-                schema: Arc::clone(&table.schema),
-                change: RowChange::Read { after: row },
-                source: SourceInfo {
-                    flavor: self.facts.flavor,
-                    name: self.config.topic_prefix().to_owned(),
-                    ts_us: now_us(),
-                    snapshot: SnapshotMarker::Incremental,
-                    server_id: 0,
-                    gtid: None,
-                    file: file.clone(),
-                    pos,
-                    row: 0,
-                    thread: None,
-                    query: None,
-                },
-                transaction: None,
-                ts_us: now_us(),
-            };
-            let record = self
-                .encoder
-                .encode(&event)
-                .map_err(|e| CaptureError::Codec(format!("{}: {e}", event.schema.id)))?;
-            let headers = OwnedHeaders::new_with_capacity(2)
-                .insert(Header {
-                    key: "content-type",
-                    value: Some(self.format.content_type()),
-                })
-                .insert(Header {
-                    key: "rowferry.source.position",
-                    value: Some(position_header.as_str()),
-                });
-            send_record(
+            let event = send_read(
                 &mut self.writer,
                 self.config,
                 &mut self.encoder,
-                Outgoing {
-                    topic: &table.topic,
-                    event: &event,
-                    key: record.key.as_deref(),
-                    value: record.value,
-                    headers,
-                },
+                self.format,
+                &table,
+                &at,
+                SnapshotMarker::Incremental,
+                row,
             )
             .await?;
             rowferry_shared::control::count_change(
@@ -1248,8 +1242,13 @@ impl Streamer<'_> {
             );
             published += 1;
         }
+        // By name: a request may have reordered the tables since the chunk was read.
         if let Some(run) = &mut self.incremental
-            && let Some(entry) = run.progress.tables.get_mut(index)
+            && let Some(entry) = run
+                .progress
+                .tables
+                .iter_mut()
+                .find(|t| t.db == chunk_id.db && t.table == chunk_id.table && !t.done)
         {
             entry.rows += published;
             entry.last_key = last_key;
@@ -1292,39 +1291,15 @@ impl Streamer<'_> {
         };
         let progress = &run.progress;
         let rows: u64 = progress.tables.iter().map(|t| t.rows).sum();
-        let estimated: u64 = progress
-            .tables
-            .iter()
-            .map(|t| {
-                if t.done {
-                    t.rows
-                } else {
-                    t.estimated_rows.max(t.rows)
-                }
-            })
-            .sum();
-        let elapsed = ((now_ms() - progress.started_ms).max(1) as f64) / 1000.0;
-        let rate = rows as f64 / elapsed;
-        let status = crate::status::SnapshotStatus {
-            started_ms: progress.started_ms,
-            running: !progress.complete(),
+        let seconds = ((now_ms() - progress.started_ms).max(1) as f64) / 1000.0;
+        let status = crate::status::SnapshotStatus::of(
+            &progress.tables,
+            progress.started_ms,
             rows,
-            estimated_rows: estimated,
-            rows_per_second: rate,
-            eta_seconds: (rate > 0.0).then(|| estimated.saturating_sub(rows) as f64 / rate),
-            tables: progress
-                .tables
-                .iter()
-                .map(|t| crate::status::TableSnapshotStatus {
-                    table: t.id().to_string(),
-                    rows: t.rows,
-                    estimated_rows: t.estimated_rows,
-                    done: t.done,
-                })
-                .collect(),
-            incremental: true,
-            paused: progress.paused,
-        };
+            seconds,
+            true,
+            progress.paused,
+        );
         self.status.send_modify(|s| s.snapshot = Some(status));
     }
 

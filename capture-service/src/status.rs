@@ -108,3 +108,49 @@ pub type StatusReceiver = watch::Receiver<CaptureStatus>;
 pub fn channel() -> (StatusSender, StatusReceiver) {
     watch::channel(CaptureStatus::default())
 }
+
+impl SnapshotStatus {
+    /// The status of a snapshot's `tables` read since `started_ms`; the rate is of the rows
+    /// read in `seconds` (this process's share), the ETA from it.
+    pub fn of(
+        tables: &[crate::snapshot::progress::TableProgress],
+        started_ms: i64,
+        rows_read: u64,
+        seconds: f64,
+        incremental: bool,
+        paused: bool,
+    ) -> Self {
+        let rows: u64 = tables.iter().map(|t| t.rows).sum();
+        // Finished tables count what they delivered; the others the source's estimate.
+        let estimated: u64 = tables
+            .iter()
+            .map(|t| {
+                if t.done {
+                    t.rows
+                } else {
+                    t.estimated_rows.max(t.rows)
+                }
+            })
+            .sum();
+        let rate = rows_read as f64 / seconds.max(0.001);
+        Self {
+            started_ms,
+            running: tables.iter().any(|t| !t.done),
+            rows,
+            estimated_rows: estimated,
+            rows_per_second: rate,
+            eta_seconds: (rate > 0.0).then(|| estimated.saturating_sub(rows) as f64 / rate),
+            tables: tables
+                .iter()
+                .map(|t| TableSnapshotStatus {
+                    table: t.id().to_string(),
+                    rows: t.rows,
+                    estimated_rows: t.estimated_rows,
+                    done: t.done,
+                })
+                .collect(),
+            incremental,
+            paused,
+        }
+    }
+}

@@ -901,8 +901,9 @@ async fn hot_updates(
 #[tokio::test(flavor = "multi_thread")]
 async fn incremental_snapshot_never_publishes_a_row_older_than_a_streamed_change() -> Result<()> {
     // Every row is hot: three writers update the 300 rows while the table is re-read 15
-    // times; a chunk row read before an update that streaming then publishes must be dropped,
-    // or its stale `r` would follow the update.
+    // times. A chunk published before streaming reached its watermark, or one keeping a row
+    // changed after its read, puts a stale `r` after a streamed update (publishing at once
+    // instead of at the watermark fails this within seconds).
     let stack = Stack::from_env()?;
     let name = unique_name("capincr3");
     let (mut admin, db) = create_database(&stack, "cap_incr3", &[ITEMS, TAGS, NOTES]).await?;

@@ -81,6 +81,21 @@ impl Commands {
         self.notify.notify_one();
     }
 
+    /// Whether a START waits in the queue (so pause, resume and cancel have something to act
+    /// on even before the capture has taken it).
+    pub fn start_queued(&self) -> bool {
+        self.queue
+            .lock()
+            .map(|queue| {
+                queue
+                    .iter()
+                    .rev()
+                    .find(|c| matches!(c, Command::Start { .. } | Command::Cancel))
+                    .is_some_and(|c| matches!(c, Command::Start { .. }))
+            })
+            .unwrap_or(false)
+    }
+
     /// Takes the queued requests.
     pub fn take(&self) -> Vec<Command> {
         self.queue

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_async::{Conn, Opts};
-use rdkafka::message::{Header, OwnedHeaders};
 use rowferry_shared::codec::{Encoder, ValueFormat};
-use rowferry_shared::event::{ChangeEvent, Row, RowChange, SnapshotMarker, SourceInfo};
+use rowferry_shared::event::{Row, SnapshotMarker};
 use rowferry_shared::lifecycle::RunControl;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -20,14 +19,15 @@ use tokio::task::JoinSet;
 use super::SnapshotError;
 use super::progress::{SnapshotPoint, SnapshotProgress, TableProgress};
 use super::reader::{self, Chunk, ChunkReader};
+use super::records::{ReadAt, send_read};
 use super::tables::{self, SnapshotTable};
 use crate::config::CaptureConfig;
 use crate::filter::Filter;
 use crate::kafka::offsets::{SNAPSHOT_POSITION_VERSION, StoredPosition};
 use crate::kafka::writer::TransactionalWriter;
-use crate::pipeline::{CaptureError, Outgoing, send_record};
+use crate::pipeline::CaptureError;
 use crate::source::{self, SourceFacts};
-use crate::status::{SnapshotStatus, State, StatusSender, TableSnapshotStatus};
+use crate::status::{SnapshotStatus, State, StatusSender};
 
 /// What a worker reports.
 enum Message {
@@ -167,6 +167,15 @@ impl Snapshotter<'_> {
             let message = tokio::select! {
                 message = rx.recv() => message,
                 () = cancel.cancelled() => None,
+                // A worker that ends by itself has sent its outcome; one that panicked has not.
+                Some(joined) = workers.join_next(), if !workers.is_empty() => {
+                    if let Err(e) = joined
+                        && e.is_panic()
+                    {
+                        return Err(SnapshotError::Worker(format!("a table reader panicked: {e}")).into());
+                    }
+                    continue;
+                }
                 () = tokio::time::sleep(commit_interval), if self.writer.is_open() => {
                     self.commit(&progress).await?;
                     last_commit = Instant::now();
@@ -278,7 +287,11 @@ impl Snapshotter<'_> {
         let Some(point) = &entry.point else {
             return Err(SnapshotError::Worker("rows before the snapshot point".into()).into());
         };
-        let position_header = format!("{}:{}", point.file, point.pos);
+        let at = ReadAt {
+            flavor: self.facts.flavor,
+            file: &point.file,
+            pos: point.pos,
+        };
         let count = rows.len();
         for (i, row) in rows.into_iter().enumerate() {
             let (first, last) = (i == 0, i + 1 == count);
@@ -294,49 +307,15 @@ impl Snapshotter<'_> {
             } else {
                 SnapshotMarker::Yes
             };
-            let event = ChangeEvent {
-                schema: Arc::clone(&entry.table.schema),
-                change: RowChange::Read { after: row },
-                source: SourceInfo {
-                    flavor: self.facts.flavor,
-                    name: self.config.topic_prefix().to_owned(),
-                    ts_us: now_ms() * 1000,
-                    snapshot: marker,
-                    server_id: 0,
-                    gtid: None,
-                    file: point.file.clone(),
-                    pos: point.pos,
-                    row: 0,
-                    thread: None,
-                    query: None,
-                },
-                transaction: None,
-                ts_us: now_ms() * 1000,
-            };
-            let record = self
-                .encoder
-                .encode(&event)
-                .map_err(|e| CaptureError::Codec(format!("{}: {e}", event.schema.id)))?;
-            let headers = OwnedHeaders::new_with_capacity(2)
-                .insert(Header {
-                    key: "content-type",
-                    value: Some(self.format.content_type()),
-                })
-                .insert(Header {
-                    key: "rowferry.source.position",
-                    value: Some(position_header.as_str()),
-                });
-            send_record(
+            send_read(
                 self.writer,
                 self.config,
                 self.encoder,
-                Outgoing {
-                    topic: &entry.table.topic,
-                    event: &event,
-                    key: record.key.as_deref(),
-                    value: record.value,
-                    headers,
-                },
+                self.format,
+                &entry.table,
+                &at,
+                marker,
+                row,
             )
             .await?;
         }
@@ -393,40 +372,14 @@ impl Snapshotter<'_> {
             });
         }
         let rows: u64 = progress.tables.iter().map(|t| t.rows).sum();
-        let estimated: u64 = progress
-            .tables
-            .iter()
-            .map(|t| {
-                if t.done {
-                    t.rows
-                } else {
-                    t.estimated_rows.max(t.rows)
-                }
-            })
-            .sum();
-        let elapsed = started.elapsed().as_secs_f64();
-        let rate = (rows - rows_at_start) as f64 / elapsed.max(0.001);
-        let eta = (rate > 0.0).then(|| estimated.saturating_sub(rows) as f64 / rate);
-        let status = SnapshotStatus {
-            started_ms: progress.started_ms,
-            running: !progress.complete(),
-            rows,
-            estimated_rows: estimated,
-            rows_per_second: rate,
-            eta_seconds: eta,
-            tables: progress
-                .tables
-                .iter()
-                .map(|t| TableSnapshotStatus {
-                    table: t.id().to_string(),
-                    rows: t.rows,
-                    estimated_rows: t.estimated_rows,
-                    done: t.done,
-                })
-                .collect(),
-            incremental: false,
-            paused: false,
-        };
+        let status = SnapshotStatus::of(
+            &progress.tables,
+            progress.started_ms,
+            rows - rows_at_start,
+            started.elapsed().as_secs_f64(),
+            false,
+            false,
+        );
         self.status.send_modify(|s| {
             if first {
                 s.state = State::Snapshotting;

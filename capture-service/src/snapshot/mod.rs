@@ -11,6 +11,7 @@ pub mod initial;
 pub mod overlap;
 pub mod progress;
 pub mod reader;
+pub mod records;
 pub mod tables;
 pub mod values;
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Statement};
-use rowferry_shared::event::Row;
+use rowferry_shared::event::{ColumnType, Row};
 use rowferry_shared::position::Flavor;
 
 use super::SnapshotError;
@@ -90,9 +90,15 @@ pub async fn open(conn: &mut Conn, facts: &SourceFacts) -> Result<SnapshotPoint,
                     source::refused("binary logging is off on the source", "enable log_bin")
                 })?;
                 let gtids = Some(text(&row, 4).replace(['\n', ' '], "")).filter(|g| !g.is_empty());
+                let pos = text(&row, 1).parse().map_err(|_| {
+                    SnapshotError::Worker(format!(
+                        "the source reported binlog position {:?}, not a number",
+                        text(&row, 1)
+                    ))
+                })?;
                 Ok::<_, SnapshotError>(SnapshotPoint {
                     file: text(&row, 0),
-                    pos: text(&row, 1).parse().unwrap_or(4),
+                    pos,
                     gtids: if facts.gtids { gtids } else { None },
                 })
             }
@@ -113,6 +119,9 @@ pub struct ChunkReader {
     table: Arc<SnapshotTable>,
     chunk_rows: usize,
     last_key: Option<Vec<KeyValue>>,
+    /// Rows read so far: where the next chunk of a table without a key starts (within one
+    /// consistent snapshot the scan order does not change).
+    offset: usize,
     first: Option<Statement>,
     next: Option<Statement>,
     finished: bool,
@@ -139,6 +148,7 @@ impl ChunkReader {
             table,
             chunk_rows: chunk_rows.max(1),
             last_key,
+            offset: 0,
             first: None,
             next: None,
             finished: false,
@@ -153,13 +163,22 @@ impl ChunkReader {
         let order = table.key_names.join(",");
         let mut sql = format!("SELECT {} FROM {id}", table.select_list);
         if after {
+            // A DECIMAL key compared with a string parameter would be compared as doubles.
+            let types = table.key_types();
+            let param = |i: usize| match types.get(i) {
+                Some(ColumnType::Decimal { precision, scale }) => {
+                    format!("CAST(? AS DECIMAL({precision},{scale}))")
+                }
+                _ => "?".to_owned(),
+            };
             let mut alternatives = Vec::new();
             for i in 0..table.key_names.len() {
                 let mut terms: Vec<String> = table.key_names[..i]
                     .iter()
-                    .map(|name| format!("{name} = ?"))
+                    .enumerate()
+                    .map(|(j, name)| format!("{name} = {}", param(j)))
                     .collect();
-                terms.push(format!("{} > ?", table.key_names[i]));
+                terms.push(format!("{} > {}", table.key_names[i], param(i)));
                 alternatives.push(format!("({})", terms.join(" AND ")));
             }
             sql.push_str(&format!(" WHERE {}", alternatives.join(" OR ")));
@@ -182,7 +201,8 @@ impl ChunkReader {
     }
 
     /// The next chunk; `None` once the table is read. A table without a usable key is read in
-    /// one pass (its rows are streamed from the server, not held at once).
+    /// chunks by position in the scan (`LIMIT … OFFSET …`), which only holds within one
+    /// consistent snapshot: such a table cannot resume inside itself.
     pub async fn next(&mut self, conn: &mut Conn) -> Result<Option<Chunk>, SnapshotError> {
         if self.finished {
             return Ok(None);
@@ -211,7 +231,7 @@ impl ChunkReader {
                 statement
             }
         };
-        let limit = if keyed { self.chunk_rows } else { usize::MAX };
+        let limit = self.chunk_rows;
         let mut result = conn
             .exec_iter(statement, self.params())
             .await
@@ -250,6 +270,7 @@ impl ChunkReader {
             })?;
             self.last_key = Some(key);
         }
+        self.offset += rows.len();
         self.finished = !more;
         Ok(Some(Chunk {
             rows,
