@@ -20,8 +20,8 @@ use mysql_async::{BinlogStream, Conn};
 use rdkafka::message::{Header, OwnedHeaders};
 use rowferry_shared::codec::{CodecOptions, Encoder, ValueFormat};
 use rowferry_shared::event::{
-    ChangeEvent, ColumnSchema, ColumnType, Row, RowChange, RowKey, SharedTableSchema,
-    SnapshotMarker, SourceInfo, TableId, TableSchema, TransactionInfo, Value,
+    ChangeEvent, ColumnSchema, Row, RowChange, RowKey, SharedTableSchema, SnapshotMarker,
+    SourceInfo, TableId, TableSchema, TransactionInfo, Value,
 };
 use rowferry_shared::position::{BinlogFilePosition, Flavor, Gtid, GtidSet};
 use tokio_util::sync::CancellationToken;
@@ -344,21 +344,15 @@ async fn run_once(
         }
         _ => None,
     };
-    let boundary = stored
-        .clone()
-        .filter(|_| !fresh_start)
-        .unwrap_or_else(|| StoredPosition {
-            version: POSITION_VERSION,
-            flavor: facts.flavor.to_string(),
-            source_server_id: facts.server_id,
-            file: start.file.file.clone(),
-            pos: start.file.pos,
-            gtids: start.gtids.as_ref().map(ToString::to_string),
-            partial: None,
-            source_ts_ms: 0,
-            snapshot: None,
-            incremental: None,
-        });
+    let boundary = stored.clone().filter(|_| !fresh_start).unwrap_or_else(|| {
+        StoredPosition::boundary(
+            facts.flavor,
+            facts.server_id,
+            start.file.file.clone(),
+            start.file.pos,
+            start.gtids.as_ref().map(ToString::to_string),
+        )
+    });
     let incremental = stored
         .as_ref()
         .filter(|_| !fresh_start)
@@ -1182,11 +1176,9 @@ impl Streamer<'_> {
             run.progress.tables[index].done = true;
             return Ok(());
         };
-        let key = table.schema.key.columns().to_vec();
-        let types = table.key_types();
         let mut index_by_key = HashMap::with_capacity(chunk.rows.len());
         for (i, row) in chunk.rows.iter().enumerate() {
-            if let Some(k) = key_of(row, &key, &types) {
+            if let Some(k) = key_of(row, &table.schema) {
                 index_by_key.insert(k, i);
             }
         }
@@ -1434,13 +1426,8 @@ impl Streamer<'_> {
                 .compare(&chunk.low)
                 .is_ok_and(|o| o.is_ge())
         {
-            let key = view.schema.key.columns();
-            let types: Vec<&ColumnType> = key
-                .iter()
-                .filter_map(|&i| view.schema.columns.get(i).map(|c| &c.column_type))
-                .collect();
             for row in [change.before(), change.after()].into_iter().flatten() {
-                if let Some(k) = key_of(row, key, &types) {
+                if let Some(k) = key_of(row, &view.schema) {
                     chunk.drop_key(&k);
                 }
             }
@@ -1455,12 +1442,7 @@ impl Streamer<'_> {
                 file: &group.start_file,
                 pos: group.start_pos,
             };
-            let key = view.schema.key.columns();
-            let types: Vec<&ColumnType> = key
-                .iter()
-                .filter_map(|&i| view.schema.columns.get(i).map(|c| &c.column_type))
-                .collect();
-            let key_of_row = |row: &Row| key_of(row, key, &types);
+            let key_of_row = |row: &Row| key_of(row, &view.schema);
             let id = &view.schema.id;
             if let (true, Some(before)) = (key_changed, change.before()) {
                 let old = key_of_row(before);

@@ -12,7 +12,7 @@ use rowferry_shared::position::{BinlogFilePosition, Flavor, GtidSet};
 use crate::binlog::events::{SourceEvent, classify};
 use crate::config::CaptureConfig;
 use crate::kafka::KafkaError;
-use crate::kafka::offsets::{POSITION_VERSION, StoredPosition};
+use crate::kafka::offsets::StoredPosition;
 use crate::kafka::writer::TransactionalWriter;
 use crate::source::{self, SourceError, SourceFacts, StreamStart};
 
@@ -131,18 +131,13 @@ pub async fn resolve(config: &CaptureConfig, target: Target) -> Result<StoredPos
         }
     };
     let _ = conn.disconnect().await;
-    Ok(StoredPosition {
-        version: POSITION_VERSION,
-        flavor: facts.flavor.to_string(),
-        source_server_id: facts.server_id,
-        file: start.file.file.clone(),
-        pos: start.file.pos,
-        gtids: start.gtids.as_ref().map(ToString::to_string),
-        partial: None,
-        source_ts_ms: 0,
-        snapshot: None,
-        incremental: None,
-    })
+    Ok(StoredPosition::boundary(
+        facts.flavor,
+        facts.server_id,
+        start.file.file,
+        start.file.pos,
+        start.gtids.as_ref().map(ToString::to_string),
+    ))
 }
 
 /// Stores `position` in the offsets topic, fencing any other instance of this capture.

@@ -50,6 +50,31 @@ pub struct StoredPosition {
     pub incremental: Option<std::sync::Arc<crate::snapshot::incremental::IncrementalProgress>>,
 }
 
+impl StoredPosition {
+    /// The position at a transaction boundary of a source (`flavor`, `server_id`), with
+    /// nothing in progress.
+    pub fn boundary(
+        flavor: impl ToString,
+        source_server_id: u32,
+        file: String,
+        pos: u64,
+        gtids: Option<String>,
+    ) -> Self {
+        Self {
+            version: POSITION_VERSION,
+            flavor: flavor.to_string(),
+            source_server_id,
+            file,
+            pos,
+            gtids,
+            partial: None,
+            source_ts_ms: 0,
+            snapshot: None,
+            incremental: None,
+        }
+    }
+}
+
 /// A source transaction split across Kafka transactions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartialTransaction {

@@ -136,16 +136,7 @@ pub fn apply(
                 {
                     continue;
                 }
-                progress.tables.push(TableProgress {
-                    db: id.db,
-                    table: id.table,
-                    segments: Vec::new(),
-                    last_key: None,
-                    key_collations: Vec::new(),
-                    done: false,
-                    rows: 0,
-                    estimated_rows: estimate,
-                });
+                progress.tables.push(TableProgress::new(id, estimate));
             }
             Some(progress)
         }

@@ -83,16 +83,7 @@ impl Snapshotter<'_> {
             started_ms: now_ms(),
             tables: tables
                 .into_iter()
-                .map(|(id, estimate)| TableProgress {
-                    db: id.db,
-                    table: id.table,
-                    segments: Vec::new(),
-                    last_key: None,
-                    key_collations: Vec::new(),
-                    done: false,
-                    rows: 0,
-                    estimated_rows: estimate,
-                })
+                .map(|(id, estimate)| TableProgress::new(id, estimate))
                 .collect(),
         })
     }
@@ -332,15 +323,14 @@ impl Snapshotter<'_> {
     fn stored(&self, point: &SnapshotPoint, progress: &SnapshotProgress) -> StoredPosition {
         StoredPosition {
             version: SNAPSHOT_POSITION_VERSION,
-            flavor: self.facts.flavor.to_string(),
-            source_server_id: self.facts.server_id,
-            file: point.file.clone(),
-            pos: point.pos,
-            gtids: point.gtids.clone(),
-            partial: None,
-            source_ts_ms: 0,
             snapshot: Some(Arc::new(progress.clone())),
-            incremental: None,
+            ..StoredPosition::boundary(
+                self.facts.flavor,
+                self.facts.server_id,
+                point.file.clone(),
+                point.pos,
+                point.gtids.clone(),
+            )
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::cmp::Ordering;
 
-use rowferry_shared::event::{ColumnType, Row, TableId, Value};
+use rowferry_shared::event::{ColumnType, Row, TableId, TableSchema, Value};
 use rowferry_shared::position::{BinlogFilePosition, Gtid, GtidSet, PositionError};
 use serde::{Deserialize, Serialize};
 
@@ -353,6 +353,20 @@ pub struct TableProgress {
 }
 
 impl TableProgress {
+    /// A table not read yet; `estimated_rows` is the source's estimate.
+    pub fn new(id: TableId, estimated_rows: u64) -> Self {
+        Self {
+            db: id.db,
+            table: id.table,
+            segments: Vec::new(),
+            last_key: None,
+            key_collations: Vec::new(),
+            done: false,
+            rows: 0,
+            estimated_rows,
+        }
+    }
+
     /// The table's id.
     pub fn id(&self) -> TableId {
         TableId::new(self.db.clone(), self.table.clone())
@@ -411,11 +425,13 @@ impl SnapshotProgress {
     }
 }
 
-/// The key values of `row` (columns `key`), if every one can be a key.
-pub fn key_of(row: &Row, key: &[usize], types: &[&ColumnType]) -> Option<Vec<KeyValue>> {
-    key.iter()
-        .zip(types)
-        .map(|(&i, column_type)| KeyValue::from_value(row.get(i)?, column_type))
+/// The values of `row`'s key columns (as `schema` names them), if every one can be a key.
+pub fn key_of(row: &Row, schema: &TableSchema) -> Option<Vec<KeyValue>> {
+    schema
+        .key
+        .columns()
+        .iter()
+        .map(|&i| KeyValue::from_value(row.get(i)?, &schema.columns.get(i)?.column_type))
         .collect()
 }
 
@@ -535,16 +551,7 @@ mod tests {
             pos,
             gtids: None,
         };
-        let mut table = TableProgress {
-            db: "d".into(),
-            table: "t".into(),
-            segments: Vec::new(),
-            last_key: None,
-            key_collations: Vec::new(),
-            done: false,
-            rows: 0,
-            estimated_rows: 0,
-        };
+        let mut table = TableProgress::new(TableId::new("d", "t"), 0);
         table.open_segment(point(100));
         table.last_key = Some(vec![KeyValue::Int(5)]);
         table.open_segment(point(200));

@@ -260,12 +260,7 @@ impl ChunkReader {
         }
         drop(result);
         if keyed && let Some(last) = rows.last() {
-            let key = key_of(
-                last,
-                self.table.schema.key.columns(),
-                &self.table.key_types(),
-            )
-            .ok_or_else(|| SnapshotError::KeyValue {
+            let key = key_of(last, &self.table.schema).ok_or_else(|| SnapshotError::KeyValue {
                 table: self.table.schema.id.to_string(),
             })?;
             self.last_key = Some(key);
