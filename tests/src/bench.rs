@@ -69,6 +69,26 @@ pub async fn insert_orders(admin: &mut Conn, db: &str, rows: u64) -> Result<()> 
     Ok(())
 }
 
+/// Starts a release service binary with `--config config`, stderr into `log`
+/// (`ROWFERRY_BENCH_LOG` sets `RUST_LOG`, `warn` by default).
+pub fn spawn_release(
+    binary: &std::path::Path,
+    config: &std::path::Path,
+    log: &std::path::Path,
+) -> Result<tokio::process::Child> {
+    Ok(tokio::process::Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .env(
+            "RUST_LOG",
+            std::env::var("ROWFERRY_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
 /// The process's peak resident set (VmHWM), KiB.
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

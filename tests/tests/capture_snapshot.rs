@@ -348,21 +348,10 @@ async fn initial_snapshot_under_load_then_every_change_once_and_target_equal() -
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_during_the_snapshot_resumes_after_the_last_chunk() -> Result<()> {
     let stack = Stack::from_env()?;
-    let binary = capture_binary()?;
     let name = unique_name("capsnapkill");
     let (mut admin, db) = create_database(&stack, "cap_snapkill", &[ITEMS, TAGS, NOTES]).await?;
     let (items, tags) = (120_000, 40_000);
     fill(&mut admin, &db, items, tags).await?;
-    let port = free_port()?;
-    let toml = snapshot_toml(&stack, &name, &db, 1000).replace(
-        "grpc_listen = \"\"",
-        &format!("grpc_listen = \"127.0.0.1:{port}\""),
-    );
-    let dir = std::env::temp_dir().join(&name);
-    std::fs::create_dir_all(&dir)?;
-    let config_path = dir.join("capture.toml");
-    std::fs::write(&config_path, &toml)?;
-    let log_path = dir.join("capture.log");
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(write_load(
@@ -373,40 +362,23 @@ async fn kill_9_during_the_snapshot_resumes_after_the_last_chunk() -> Result<()>
         stop.clone(),
         11,
     ));
-    let mut child = spawn_service(&binary, &config_path, &log_path)?;
-    let channel = connect(port, || Ok(())).await?;
-    let mut client = CaptureControlClient::new(channel);
+    let mut capture =
+        CaptureProcess::spawn(&name, &snapshot_toml(&stack, &name, &db, 1000)).await?;
     // Kill once both big tables are partly read (some chunks committed, others in flight).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let status = client
-            .get_status(GetStatusRequest {})
-            .await?
-            .into_inner()
-            .status
-            .context("no status")?;
-        let partly_read = status.snapshot.as_ref().is_some_and(|snapshot| {
-            snapshot
-                .tables
-                .iter()
-                .filter(|t| t.rows >= 5_000 && !t.done)
-                .count()
-                == 2
-        });
-        if partly_read {
-            break;
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!("capture exited: {status}; see {}", log_path.display());
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "never saw both tables partly read: {:?}; see {}",
-            status.snapshot,
-            log_path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    capture
+        .wait("both tables partly read", Duration::from_secs(120), |s| {
+            s.snapshot.as_ref().is_some_and(|snapshot| {
+                snapshot
+                    .tables
+                    .iter()
+                    .filter(|t| t.rows >= 5_000 && !t.done)
+                    .count()
+                    == 2
+            })
+        })
+        .await?;
+    let log_path = capture.log.clone();
+    let mut child = capture.child;
     child.start_kill()?;
     child.wait().await?;
 
@@ -461,12 +433,10 @@ fn big_table_rows() -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_two_million_row_table_snapshots_in_bounded_memory() -> Result<()> {
     let stack = Stack::from_env()?;
-    let binary = capture_binary()?;
     let name = unique_name("capsnapbig");
     let (mut admin, db) = create_database(&stack, "cap_snapbig", &[ORDERS]).await?;
     let rows = big_table_rows();
     insert_orders(&mut admin, &db, rows).await?;
-    let port = free_port()?;
     let toml = capture_toml(
         &stack,
         &name,
@@ -474,45 +444,20 @@ async fn a_two_million_row_table_snapshots_in_bounded_memory() -> Result<()> {
         "snapshot",
         unique_server_id(),
         "[output]\nformat = \"protobuf\"\n",
-    )
-    .replace(
-        "grpc_listen = \"\"",
-        &format!("grpc_listen = \"127.0.0.1:{port}\""),
     );
-    let dir = std::env::temp_dir().join(&name);
-    std::fs::create_dir_all(&dir)?;
-    let config_path = dir.join("capture.toml");
-    std::fs::write(&config_path, &toml)?;
-    let log_path = dir.join("capture.log");
     let started = std::time::Instant::now();
-    let mut child = spawn_service(&binary, &config_path, &log_path)?;
-    let pid = child.id().context("no pid")?;
-    let channel = connect(port, || Ok(())).await?;
-    let mut client = CaptureControlClient::new(channel);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(900);
-    let done = loop {
-        let status = client
-            .get_status(GetStatusRequest {})
-            .await?
-            .into_inner()
-            .status
-            .context("no status")?;
-        if let Some(snapshot) = status.snapshot.filter(|s| !s.running) {
-            break snapshot;
-        }
-        if let Some(exit) = child.try_wait()? {
-            bail!("capture exited: {exit}; see {}", log_path.display());
-        }
-        ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the snapshot did not finish in 15 minutes; see {}",
-            log_path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let mut capture = CaptureProcess::spawn(&name, &toml).await?;
+    let pid = capture.child.id().context("no pid")?;
+    let done = capture
+        .wait("the snapshot done", Duration::from_secs(900), |s| {
+            s.snapshot.as_ref().is_some_and(|p| !p.running)
+        })
+        .await?
+        .snapshot
+        .context("no snapshot status")?;
     let seconds = started.elapsed().as_secs_f64();
     let peak_kib = peak_rss_kib(pid).context("no VmHWM")?;
-    terminate(&mut child, "rowferry-capture").await?;
+    terminate(&mut capture.child, "rowferry-capture").await?;
     delete_topics(
         &stack.kafka_bootstrap,
         &[format!("{name}.{db}.orders"), format!("{name}.offsets")],
@@ -533,8 +478,8 @@ async fn a_two_million_row_table_snapshots_in_bounded_memory() -> Result<()> {
     Ok(())
 }
 
-/// A capture binary streaming from the binlog end, with its gRPC endpoint.
-struct Streaming {
+/// A capture binary with its gRPC endpoint on a free port.
+struct CaptureProcess {
     child: tokio::process::Child,
     client: CaptureControlClient<tonic::transport::Channel>,
     config: std::path::PathBuf,
@@ -542,10 +487,11 @@ struct Streaming {
     port: u16,
 }
 
-impl Streaming {
-    async fn start(stack: &Stack, name: &str, db: &str) -> Result<Self> {
+impl CaptureProcess {
+    /// Writes `toml` (a test configuration, endpoint off) with the endpoint on, and starts it.
+    async fn spawn(name: &str, toml: &str) -> Result<Self> {
         let port = free_port()?;
-        let toml = capture_toml(stack, name, db, "latest", unique_server_id(), "").replace(
+        let toml = toml.replace(
             "grpc_listen = \"\"",
             &format!("grpc_listen = \"127.0.0.1:{port}\""),
         );
@@ -556,25 +502,35 @@ impl Streaming {
         let log = dir.join("capture.log");
         let child = spawn_service(&capture_binary()?, &config, &log)?;
         let client = CaptureControlClient::new(connect(port, || Ok(())).await?);
-        let mut streaming = Self {
+        Ok(Self {
             child,
             client,
             config,
             log,
             port,
-        };
-        streaming
-            .wait("RUNNING", |s| s.state == pb_state(State::Running))
-            .await?;
-        Ok(streaming)
+        })
+    }
+
+    /// Streams `db` from the binlog end, RUNNING.
+    async fn streaming(stack: &Stack, name: &str, db: &str) -> Result<Self> {
+        let toml = capture_toml(stack, name, db, "latest", unique_server_id(), "");
+        let mut capture = Self::spawn(name, &toml).await?;
+        capture.wait_running().await?;
+        Ok(capture)
+    }
+
+    async fn wait_running(&mut self) -> Result<CaptureStatusPb> {
+        self.wait("RUNNING", Duration::from_secs(180), |s| {
+            s.state == pb_state(State::Running)
+        })
+        .await
     }
 
     /// Starts it again after `terminate`.
     async fn restart(&mut self) -> Result<()> {
         self.child = spawn_service(&capture_binary()?, &self.config, &self.log)?;
         self.client = CaptureControlClient::new(connect(self.port, || Ok(())).await?);
-        self.wait("RUNNING", |s| s.state == pb_state(State::Running))
-            .await?;
+        self.wait_running().await?;
         Ok(())
     }
 
@@ -587,12 +543,14 @@ impl Streaming {
             .context("no status")
     }
 
+    /// Polls the status until `done`, failing if the process exits or `timeout` passes.
     async fn wait(
         &mut self,
         what: &str,
+        timeout: Duration,
         done: impl Fn(&CaptureStatusPb) -> bool,
     ) -> Result<CaptureStatusPb> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let status = self.status().await?;
             if done(&status) {
@@ -606,7 +564,7 @@ impl Streaming {
                 "capture did not reach {what}: {status:?}; see {}",
                 self.log.display()
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -631,7 +589,7 @@ impl Streaming {
     /// Waits until the committed position reaches the source's binlog end now.
     async fn caught_up(&mut self, admin: &mut Conn) -> Result<()> {
         let end = binlog_end(admin).await?;
-        self.wait("the binlog end", |s| {
+        self.wait("the binlog end", Duration::from_secs(180), |s| {
             s.committed.as_ref().is_some_and(|p| {
                 rowferry_shared::position::BinlogFilePosition::new(p.file.clone(), p.pos)
                     .compare(&end)
@@ -701,7 +659,7 @@ async fn incremental_snapshot_under_load_repairs_a_diverged_target() -> Result<(
         .query_drop(format!("DELETE FROM `{db}`.items WHERE id % 11 = 0"))
         .await?;
 
-    let mut capture = Streaming::start(&stack, &name, &db).await?;
+    let mut capture = CaptureProcess::streaming(&stack, &name, &db).await?;
     let apply =
         apply_support::InProcess::start(apply_support::config(&apply_support::apply_toml(
             &stack,
@@ -725,7 +683,11 @@ async fn incremental_snapshot_under_load_repairs_a_diverged_target() -> Result<(
         .snapshot(std::slice::from_ref(&table), SnapshotAction::Start, 500)
         .await?;
     let status = capture
-        .wait("the incremental snapshot done", incremental_done)
+        .wait(
+            "the incremental snapshot done",
+            Duration::from_secs(180),
+            incremental_done,
+        )
         .await?;
     let snapshot = status.snapshot.context("no snapshot")?;
     ensure!(snapshot.rows >= items * 9 / 10, "{snapshot:?}");
@@ -768,7 +730,7 @@ async fn incremental_snapshot_pauses_survives_a_restart_resumes_and_cancels() ->
     let (mut admin, db) = create_database(&stack, "cap_incr2", &[ITEMS, TAGS, NOTES]).await?;
     let items = 30_000u64;
     fill(&mut admin, &db, items, 10).await?;
-    let mut capture = Streaming::start(&stack, &name, &db).await?;
+    let mut capture = CaptureProcess::streaming(&stack, &name, &db).await?;
     let table = format!("{db}.items");
 
     // Requests that cannot be served are refused with the reason.
@@ -806,7 +768,7 @@ async fn incremental_snapshot_pauses_survives_a_restart_resumes_and_cancels() ->
         .snapshot(std::slice::from_ref(&table), SnapshotAction::Start, 200)
         .await?;
     capture
-        .wait("2,000 rows", |s| {
+        .wait("2,000 rows", Duration::from_secs(180), |s| {
             s.snapshot
                 .as_ref()
                 .is_some_and(|p| p.incremental && p.rows >= 2_000)
@@ -814,7 +776,9 @@ async fn incremental_snapshot_pauses_survives_a_restart_resumes_and_cancels() ->
         .await?;
     capture.snapshot(&[], SnapshotAction::Pause, 0).await?;
     let paused = capture
-        .wait("paused", |s| s.snapshot.as_ref().is_some_and(|p| p.paused))
+        .wait("paused", Duration::from_secs(180), |s| {
+            s.snapshot.as_ref().is_some_and(|p| p.paused)
+        })
         .await?;
     let rows_at_pause = paused.snapshot.as_ref().map_or(0, |p| p.rows);
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -841,7 +805,13 @@ async fn incremental_snapshot_pauses_survives_a_restart_resumes_and_cancels() ->
         "after the restart: {snapshot:?} (paused at {rows_at_pause} rows)"
     );
     capture.snapshot(&[], SnapshotAction::Resume, 0).await?;
-    capture.wait("the snapshot done", incremental_done).await?;
+    capture
+        .wait(
+            "the snapshot done",
+            Duration::from_secs(180),
+            incremental_done,
+        )
+        .await?;
     capture.caught_up(&mut admin).await?;
 
     // Every row read exactly once across the pause and the restart.
@@ -872,7 +842,9 @@ async fn incremental_snapshot_pauses_survives_a_restart_resumes_and_cancels() ->
         .await?;
     capture.snapshot(&[], SnapshotAction::Cancel, 0).await?;
     capture
-        .wait("cancelled", |s| !incremental_running(s))
+        .wait("cancelled", Duration::from_secs(180), |s| {
+            !incremental_running(s)
+        })
         .await?;
     terminate(&mut capture.child, "rowferry-capture").await?;
     Ok(())
@@ -909,7 +881,7 @@ async fn incremental_snapshot_never_publishes_a_row_older_than_a_streamed_change
     let (mut admin, db) = create_database(&stack, "cap_incr3", &[ITEMS, TAGS, NOTES]).await?;
     let rows = 300u64;
     fill(&mut admin, &db, rows, 10).await?;
-    let mut capture = Streaming::start(&stack, &name, &db).await?;
+    let mut capture = CaptureProcess::streaming(&stack, &name, &db).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..3)
         .map(|i| {
@@ -928,7 +900,11 @@ async fn incremental_snapshot_never_publishes_a_row_older_than_a_streamed_change
             .snapshot(std::slice::from_ref(&table), SnapshotAction::Start, 1000)
             .await?;
         capture
-            .wait("the incremental snapshot done", incremental_done)
+            .wait(
+                "the incremental snapshot done",
+                Duration::from_secs(180),
+                incremental_done,
+            )
             .await?;
     }
     stop.store(true, Ordering::Relaxed);

@@ -13,14 +13,15 @@
 //!    a poller on the target records, for every row, the time from the source commit to the
 //!    row's visibility in the target. p50/p99.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use rowferry_tests::apply::{apply_toml, create_topics, target_conn};
-use rowferry_tests::bench::{ORDERS, cpu_seconds, fill_orders, peak_rss_kib, release_binary};
+use rowferry_tests::bench::{
+    ORDERS, cpu_seconds, fill_orders, peak_rss_kib, release_binary, spawn_release as spawn,
+};
 use rowferry_tests::capture::{binlog_end, capture_toml};
 use rowferry_tests::kafka::read_committed;
 use rowferry_tests::{Stack, unique_name, unique_server_id};
@@ -31,24 +32,6 @@ fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
-}
-
-fn spawn(
-    binary: &std::path::Path,
-    config: &std::path::Path,
-    log: &std::path::Path,
-) -> Result<tokio::process::Child> {
-    Ok(tokio::process::Command::new(binary)
-        .arg("--config")
-        .arg(config)
-        .env(
-            "RUST_LOG",
-            std::env::var("ROWFERRY_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log)?)
-        .kill_on_drop(true)
-        .spawn()?)
 }
 
 /// Waits until the capture's stored position passes `end`.

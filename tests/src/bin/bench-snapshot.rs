@@ -10,7 +10,6 @@
 //!
 //! Prints table rows for `docs/benchmarks.md`.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -19,29 +18,13 @@ use mysql_async::prelude::Queryable;
 use rowferry_shared::pb::capture::v1::GetStatusRequest;
 use rowferry_shared::pb::capture::v1::capture_control_client::CaptureControlClient;
 use rowferry_tests::apply::{apply_toml, create_topics, target_conn};
-use rowferry_tests::bench::{ORDERS, insert_orders, peak_rss_kib, release_binary};
+use rowferry_tests::bench::{
+    ORDERS, insert_orders, peak_rss_kib, release_binary, spawn_release as spawn,
+};
 use rowferry_tests::capture::capture_toml;
 use rowferry_tests::control::{connect, free_port};
 use rowferry_tests::kafka::delete_topics;
 use rowferry_tests::{Stack, unique_name, unique_server_id};
-
-fn spawn(
-    binary: &std::path::Path,
-    config: &std::path::Path,
-    log: &std::path::Path,
-) -> Result<tokio::process::Child> {
-    Ok(tokio::process::Command::new(binary)
-        .arg("--config")
-        .arg(config)
-        .env(
-            "RUST_LOG",
-            std::env::var("ROWFERRY_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log)?)
-        .kill_on_drop(true)
-        .spawn()?)
-}
 
 /// Writes the capture's configuration (snapshot start, gRPC on `port`) and starts it.
 fn start_capture(
