@@ -117,3 +117,28 @@ pub fn spawn_service(
         .kill_on_drop(true)
         .spawn()?)
 }
+
+/// Writes a service's test configuration (control endpoint off) with the endpoint on
+/// 127.0.0.1:`port` plus `control_extra` lines (`autostart = false`) into
+/// `<tmp>/<name>/<service>.toml`, and starts `binary` on it, stderr into `<service>.log`
+/// beside it (returned).
+pub fn start_with_control(
+    binary: &std::path::Path,
+    name: &str,
+    service: &str,
+    toml: &str,
+    port: u16,
+    control_extra: &str,
+) -> Result<(tokio::process::Child, std::path::PathBuf)> {
+    let toml = toml.replace(
+        "grpc_listen = \"\"",
+        &format!("grpc_listen = \"127.0.0.1:{port}\"\n{control_extra}"),
+    );
+    let dir = std::env::temp_dir().join(name);
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join(format!("{service}.toml"));
+    std::fs::write(&config, toml)?;
+    let log = dir.join(format!("{service}.log"));
+    let child = spawn_service(binary, &config, &log)?;
+    Ok((child, log))
+}

@@ -6,7 +6,6 @@
 //! GTID position and the time after row 5; the records' offsets are read back from Kafka
 //! (transaction markers take offsets too).
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -18,7 +17,7 @@ use rowferry_shared::pb::apply::v1::seek_request::Target;
 use rowferry_shared::pb::control::v1::{Boundary, State};
 use rowferry_tests::apply::{apply_binary, apply_toml, create_target_tables, create_topics};
 use rowferry_tests::capture::{self, binlog_end, create_database};
-use rowferry_tests::control::{connect, free_port, refusal, terminate};
+use rowferry_tests::control::{connect, free_port, refusal, start_with_control, terminate};
 use rowferry_tests::kafka::read_committed;
 use rowferry_tests::{Stack, unique_name};
 use tonic::transport::Channel;
@@ -119,23 +118,15 @@ async fn seek_by_every_kind_of_target_reapplies_exactly_what_follows() -> Result
     let row = |id: usize| offsets[id - 1];
 
     let port = free_port()?;
-    let dir = std::env::temp_dir().join(&name);
-    std::fs::create_dir_all(&dir)?;
-    let config_path = dir.join("apply.toml");
-    let toml = apply_toml(&stack, &name, &format!("{name}\\.{db}\\.t"), "").replace(
-        "grpc_listen = \"\"",
-        &format!("grpc_listen = \"127.0.0.1:{port}\"\nautostart = false"),
-    );
-    std::fs::write(&config_path, toml)?;
-    let log_path = dir.join("apply.log");
-    let mut child = tokio::process::Command::new(apply_binary()?)
-        .arg("--config")
-        .arg(&config_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?)
-        .kill_on_drop(true)
-        .spawn()?;
+    let toml = apply_toml(&stack, &name, &format!("{name}\\.{db}\\.t"), "");
+    let (mut child, log_path) = start_with_control(
+        &apply_binary()?,
+        &name,
+        "apply",
+        &toml,
+        port,
+        "autostart = false",
+    )?;
     let logs = || format!("see {}", log_path.display());
     let channel = connect(port, || Ok(())).await.with_context(logs)?;
     let mut client = Client::new(channel);
@@ -286,6 +277,6 @@ async fn seek_by_every_kind_of_target_reapplies_exactly_what_follows() -> Result
 
     terminate(&mut child, "apply").await.with_context(logs)?;
     capture.stop().await?;
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&name));
     Ok(())
 }

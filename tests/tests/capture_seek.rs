@@ -6,7 +6,6 @@
 //! position and a time (binlog timestamps are whole seconds) are noted between rows 5 and 6.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -19,7 +18,7 @@ use rowferry_shared::position::BinlogFilePosition;
 use rowferry_tests::capture::{
     binlog_end, capture_binary, capture_toml, count_by, create_database,
 };
-use rowferry_tests::control::{connect, free_port, refusal, terminate};
+use rowferry_tests::control::{connect, free_port, refusal, start_with_control, terminate};
 use rowferry_tests::{Stack, unique_name, unique_server_id};
 use tonic::transport::Channel;
 
@@ -113,24 +112,15 @@ async fn seek_by_every_kind_of_position_reemits_exactly_what_follows() -> Result
         &start.to_string(),
         unique_server_id(),
         "",
-    )
-    .replace(
-        "grpc_listen = \"\"",
-        &format!("grpc_listen = \"127.0.0.1:{port}\"\nautostart = false"),
     );
-    let dir = std::env::temp_dir().join(&name);
-    std::fs::create_dir_all(&dir)?;
-    let config_path = dir.join("capture.toml");
-    std::fs::write(&config_path, toml)?;
-    let log_path = dir.join("capture.log");
-    let mut child = tokio::process::Command::new(capture_binary()?)
-        .arg("--config")
-        .arg(&config_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?)
-        .kill_on_drop(true)
-        .spawn()?;
+    let (mut child, log_path) = start_with_control(
+        &capture_binary()?,
+        &name,
+        "capture",
+        &toml,
+        port,
+        "autostart = false",
+    )?;
     let logs = || format!("see {}", log_path.display());
     let mut client = Client::new(connect(port, || Ok(())).await.with_context(logs)?);
 
@@ -304,6 +294,6 @@ async fn seek_by_every_kind_of_position_reemits_exactly_what_follows() -> Result
     ensure!(seen == counts(6..=10, 3), "after a time seek: {seen:?}");
 
     terminate(&mut child, "capture").await.with_context(logs)?;
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&name));
     Ok(())
 }
