@@ -9,7 +9,9 @@ use anyhow::{Context, Result, ensure};
 use mysql_async::prelude::Queryable;
 use rowferry_tests::apply::{apply_binary, apply_toml};
 use rowferry_tests::capture::{binlog_end, capture_binary, capture_toml, create_database};
-use rowferry_tests::control::{connect, free_port, terminate, workspace_binary};
+use rowferry_tests::control::{
+    connect, free_port, start_with_control, terminate, workspace_binary,
+};
 use rowferry_tests::{Stack, unique_name, unique_server_id};
 
 struct Run {
@@ -73,32 +75,22 @@ async fn rowferryctl_controls_capture_and_apply_with_trustworthy_exit_codes() ->
     let start = binlog_end(&mut admin).await?;
     let name = unique_name("ctl");
     let capture_port = free_port()?;
-    let dir = std::env::temp_dir().join(&name);
-    std::fs::create_dir_all(&dir)?;
-    let capture_config = dir.join("capture.toml");
-    std::fs::write(
-        &capture_config,
-        capture_toml(
-            &stack,
-            &name,
-            &db,
-            &start.to_string(),
-            unique_server_id(),
-            "",
-        )
-        .replace(
-            "grpc_listen = \"\"",
-            &format!("grpc_listen = \"127.0.0.1:{capture_port}\""),
-        ),
+    let toml = capture_toml(
+        &stack,
+        &name,
+        &db,
+        &start.to_string(),
+        unique_server_id(),
+        "",
+    );
+    let (mut capture, capture_log) = start_with_control(
+        &capture_binary()?,
+        &name,
+        "capture",
+        &toml,
+        capture_port,
+        "",
     )?;
-    let capture_log = dir.join("capture.log");
-    let mut capture = tokio::process::Command::new(capture_binary()?)
-        .arg("--config")
-        .arg(&capture_config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&capture_log)?)
-        .kill_on_drop(true)
-        .spawn()?;
     connect(capture_port, || Ok(()))
         .await
         .with_context(|| format!("see {}", capture_log.display()))?;
@@ -229,22 +221,15 @@ async fn rowferryctl_controls_capture_and_apply_with_trustworthy_exit_codes() ->
 
     // Apply is recognised by its health service; its own seek targets.
     let apply_port = free_port()?;
-    let apply_config = dir.join("apply.toml");
-    std::fs::write(
-        &apply_config,
-        apply_toml(&stack, &name, &format!("{name}\\.{db}\\..*"), "").replace(
-            "grpc_listen = \"\"",
-            &format!("grpc_listen = \"127.0.0.1:{apply_port}\"\nautostart = false"),
-        ),
+    let toml = apply_toml(&stack, &name, &format!("{name}\\.{db}\\..*"), "");
+    let (mut apply, apply_log) = start_with_control(
+        &apply_binary()?,
+        &name,
+        "apply",
+        &toml,
+        apply_port,
+        "autostart = false",
     )?;
-    let apply_log = dir.join("apply.log");
-    let mut apply = tokio::process::Command::new(apply_binary()?)
-        .arg("--config")
-        .arg(&apply_config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&apply_log)?)
-        .kill_on_drop(true)
-        .spawn()?;
     connect(apply_port, || Ok(()))
         .await
         .with_context(|| format!("see {}", apply_log.display()))?;
@@ -271,6 +256,6 @@ async fn rowferryctl_controls_capture_and_apply_with_trustworthy_exit_codes() ->
     for child in [&mut capture, &mut apply] {
         terminate(child, "capture or apply").await?;
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&name));
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use rowferry_tests::capture::{binlog_end, capture_binary, capture_toml, create_database};
-use rowferry_tests::control::{connect, free_port, terminate};
+use rowferry_tests::control::{connect, free_port, start_with_control, terminate};
 use rowferry_tests::{Stack, unique_name, unique_server_id};
 
 struct Run {
@@ -43,31 +43,16 @@ async fn grpcurl_uses_the_control_api_through_reflection() -> Result<()> {
     let start = binlog_end(&mut admin).await?;
     let name = unique_name("grpcurl");
     let port = free_port()?;
-    let dir = std::env::temp_dir().join(&name);
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("capture.toml");
-    std::fs::write(
-        &config,
-        capture_toml(
-            &stack,
-            &name,
-            &db,
-            &start.to_string(),
-            unique_server_id(),
-            "",
-        )
-        .replace(
-            "grpc_listen = \"\"",
-            &format!("grpc_listen = \"127.0.0.1:{port}\""),
-        ),
-    )?;
-    let mut capture = tokio::process::Command::new(capture_binary()?)
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+    let toml = capture_toml(
+        &stack,
+        &name,
+        &db,
+        &start.to_string(),
+        unique_server_id(),
+        "",
+    );
+    let (mut capture, _log) =
+        start_with_control(&capture_binary()?, &name, "capture", &toml, port, "")?;
     connect(port, || Ok(())).await?;
 
     let listed = grpcurl(port, &[], &["list"]).await?;
@@ -173,6 +158,6 @@ async fn grpcurl_uses_the_control_api_through_reflection() -> Result<()> {
     );
 
     terminate(&mut capture, "capture").await?;
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&name));
     Ok(())
 }
