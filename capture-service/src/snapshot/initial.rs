@@ -353,7 +353,11 @@ impl Snapshotter<'_> {
         rows_at_start: u64,
         first: bool,
     ) {
+        // Rows count as delivered once their Kafka transaction has committed: the status shows
+        // the progress stored by the last finished commit (at the start, what was stored).
+        let mut delivered = None;
         for done in self.writer.take_completed() {
+            delivered = done.position.snapshot.clone().or(delivered);
             self.status.send_modify(|s| {
                 s.committed = Some(done.position);
                 s.records_committed += done.records as u64;
@@ -361,11 +365,16 @@ impl Snapshotter<'_> {
                 s.kafka_transactions += 1;
             });
         }
-        let rows: u64 = progress.tables.iter().map(|t| t.rows).sum();
+        let shown = match delivered {
+            Some(delivered) => delivered,
+            None if first => Arc::new(progress.clone()),
+            None => return,
+        };
+        let rows: u64 = shown.tables.iter().map(|t| t.rows).sum();
         let status = SnapshotStatus::of(
-            &progress.tables,
-            progress.started_ms,
-            rows - rows_at_start,
+            &shown.tables,
+            shown.started_ms,
+            rows.saturating_sub(rows_at_start),
             started.elapsed().as_secs_f64(),
             false,
             false,
