@@ -7,7 +7,7 @@ CARGO ?= cargo
 # Runs a command with the local stack's connection settings in its environment.
 WITH_STACK_ENV = eval "$$($(STACK) env)" &&
 
-.PHONY: help stack-up stack-down stack-status stack-reset stack-logs build lint test demo demo-watch bench soak-capture soak-apply
+.PHONY: help stack-up stack-down stack-status stack-reset stack-logs build lint test demo demo-watch bench bench-tracing soak-capture soak-apply
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -85,6 +85,12 @@ bench: stack-up ## capture and apply benchmarks: 1M row changes, throughput, pea
 	$(WITH_STACK_ENV) ROWFERRY_BENCH_FORMAT=protobuf $${CARGO_TARGET_DIR:-target}/release/bench-snapshot
 	@# Debezium JSON with schemas is ~4 kB per row of this table: 500,000 rows keep the topics to 2 GB each.
 	$(WITH_STACK_ENV) ROWFERRY_BENCH_FORMAT=debezium-json ROWFERRY_BENCH_ROWS=500000 $${CARGO_TARGET_DIR:-target}/release/bench-snapshot
+
+bench-tracing: stack-up ## capture and apply throughput with traces off, sampled 1 % and 100 % (OTLP to an in-process receiver)
+	$(CARGO) build --release --locked -p rowferry-capture -p rowferry-apply -p rowferry-tests --bin rowferry-capture --bin rowferry-apply --bin bench-tracing
+	@echo "| tracing | load | capture | vs off | apply | vs off |"
+	@echo "|---|---|---|---|---|---|"
+	$(WITH_STACK_ENV) $${CARGO_TARGET_DIR:-target}/release/bench-tracing
 
 soak-capture: stack-up ## the capture crash test with 200 kill -9 instead of 20
 	$(WITH_STACK_ENV) ROWFERRY_CRASH_KILLS=200 $(CARGO) test --locked -p rowferry-tests --test capture_crash -- --nocapture

@@ -49,6 +49,12 @@ pub struct ApplyConfig {
     /// gRPC control endpoint.
     #[serde(default)]
     pub control: rowferry_shared::config::ControlConfig,
+    /// Log lines.
+    #[serde(default)]
+    pub log: rowferry_shared::telemetry::LogConfig,
+    /// Prometheus endpoint (`/metrics`, `/healthz`, `/readyz`).
+    #[serde(default)]
+    pub metrics: rowferry_shared::telemetry::MetricsConfig,
 }
 
 /// Value format of records without a `content-type` header.
@@ -285,6 +291,9 @@ impl Default for BatchConfig {
     }
 }
 
+/// Where the metrics endpoint listens unless `metrics.listen` says otherwise.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9465";
+
 /// The default listen address of the gRPC control endpoint.
 pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50052";
 
@@ -319,6 +328,9 @@ impl ApplyConfig {
             );
         }
         if let Err((key, reason)) = self.control.check(DEFAULT_GRPC_LISTEN) {
+            return invalid(key, &reason);
+        }
+        if let Err((key, reason)) = self.log.check() {
             return invalid(key, &reason);
         }
         match (&self.kafka.topics.is_empty(), &self.kafka.topic_pattern) {

@@ -389,7 +389,9 @@ pub fn run(
     let keep = Keep {
         gtid: config.apply.transactional,
         headers: config.apply.poison_policy == PoisonPolicy::DeadLetter,
+        trace: rowferry_shared::telemetry::tracing_enabled(),
     };
+    let mut paused_lag_at: Option<std::time::Instant> = None;
     while !cancel.is_cancelled() {
         while let Ok(report) = reports.try_recv() {
             match report {
@@ -417,6 +419,12 @@ pub fn run(
             break;
         }
         follow_pause(&consumer, &control);
+        if consumer.context().paused.load(Ordering::SeqCst)
+            && paused_lag_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            paused_lag_at = Some(std::time::Instant::now());
+            refresh_paused_lag(&consumer);
+        }
         let backlogged = drain_backlogs(&consumer);
 
         // A paused partition waits for its worker to make room: look again soon rather than
@@ -574,6 +582,45 @@ fn drain_backlogs(consumer: &BaseConsumer<ApplyContext>) -> bool {
 /// batch in flight and drops what it had queued) and pauses the assigned partitions, keeping
 /// the group membership; then it is confirmed. A resume assigns every partition again at its
 /// stored offset, so nothing dropped is lost and nothing applied is applied again.
+/// While paused nothing is fetched, so librdkafka's statistics stop moving: ask the brokers
+/// for each assigned partition's end instead (a read_committed consumer's offset query
+/// answers with the last stable offset). That lag also counts the transaction markers
+/// after the stored offset: an upper bound until the apply resumes.
+fn refresh_paused_lag(consumer: &BaseConsumer<ApplyContext>) {
+    let assigned: Vec<(String, i32)> = consumer
+        .assignment()
+        .map(|tpl| {
+            tpl.elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ends: Vec<(String, i64)> = assigned
+        .iter()
+        .filter_map(|(topic, partition)| {
+            let (_, end) = consumer
+                .fetch_watermarks(topic, *partition, Duration::from_millis(500))
+                .ok()?;
+            Some((partition_key(topic, *partition), end))
+        })
+        .collect();
+    consumer.context().shared.status.send_if_modified(|s| {
+        let mut changed = false;
+        for (key, end) in &ends {
+            if let Some(entry) = s.partitions.get_mut(key) {
+                let lag = entry.next_offset.map(|next| (end - next).max(0));
+                if entry.high_watermark != Some(*end) || entry.lag != lag {
+                    entry.high_watermark = Some(*end);
+                    entry.lag = lag;
+                    changed = true;
+                }
+            }
+        }
+        changed
+    });
+}
+
 fn follow_pause(consumer: &BaseConsumer<ApplyContext>, control: &RunControl) {
     let context = consumer.context();
     let paused = context.paused.load(Ordering::SeqCst);

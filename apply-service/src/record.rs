@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rdkafka::Message;
 use rdkafka::message::{BorrowedMessage, Headers, OwnedHeaders};
+use rowferry_shared::telemetry::propagation::{TRACEPARENT, TRACESTATE};
 
 /// What the `content-type` header says of the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,17 @@ pub struct Record {
     pub gtid: Option<Box<str>>,
     /// Every header, when kept.
     pub headers: Option<OwnedHeaders>,
+    /// W3C `traceparent` and `tracestate` of the producer's span, when traces are exported.
+    pub trace: Option<Box<TraceParent>>,
+}
+
+/// The trace context a record was produced in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceParent {
+    /// `traceparent`.
+    pub traceparent: String,
+    /// `tracestate`, if any.
+    pub tracestate: Option<String>,
 }
 
 /// What to keep of each record besides key and value.
@@ -47,6 +59,8 @@ pub struct Keep {
     pub gtid: bool,
     /// All headers (the dead-letter policy forwards them).
     pub headers: bool,
+    /// The trace context headers (traces are exported).
+    pub trace: bool,
 }
 
 impl Record {
@@ -54,6 +68,8 @@ impl Record {
     pub fn from_message(message: &BorrowedMessage<'_>, topic: Arc<str>, keep: Keep) -> Self {
         let mut content_type = ContentType::Unknown;
         let mut gtid = None;
+        let mut traceparent = None;
+        let mut tracestate = None;
         if let Some(headers) = message.headers() {
             for header in headers.iter() {
                 if header.key.eq_ignore_ascii_case("content-type") {
@@ -70,6 +86,14 @@ impl Record {
                     gtid = header
                         .value
                         .map(|v| String::from_utf8_lossy(v).into_owned().into_boxed_str());
+                } else if keep.trace && header.key == TRACEPARENT {
+                    traceparent = header
+                        .value
+                        .map(|v| String::from_utf8_lossy(v).into_owned());
+                } else if keep.trace && header.key == TRACESTATE {
+                    tracestate = header
+                        .value
+                        .map(|v| String::from_utf8_lossy(v).into_owned());
                 }
             }
         }
@@ -86,6 +110,12 @@ impl Record {
             } else {
                 None
             },
+            trace: traceparent.map(|traceparent| {
+                Box::new(TraceParent {
+                    traceparent,
+                    tracestate,
+                })
+            }),
         }
     }
 

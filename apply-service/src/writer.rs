@@ -15,11 +15,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PoisonPolicy;
+use crate::metrics;
 use crate::planner::{Change, Planner};
 use crate::record::Record;
 use crate::status::{State, partition_key};
 use crate::target::tables::TargetTable;
 use crate::target::{TargetError, exec};
+use crate::trace::{Batch, CommitSpans};
 use crate::worker::{Report, Shared};
 use rowferry_shared::control::{TableCounts, count_change, merge_tables};
 
@@ -183,6 +185,13 @@ impl Writer {
         let next_offset = last.offset + 1;
         let mut delay = self.first_delay();
         let mut retried = false;
+        let spans = CommitSpans::start(&Batch {
+            records,
+            topic: &self.topic,
+            partition: self.partition,
+            group: self.shared.config.group_id(),
+            transactional: self.shared.config.apply.transactional,
+        });
         loop {
             let started = std::time::Instant::now();
             let outcome = match self.attempt(&prepared, next_offset).await {
@@ -191,12 +200,15 @@ impl Writer {
                 Err(Attempt::Fenced)
                     if retried && self.stored_offset().await == Some(next_offset) =>
                 {
-                    Ok(())
+                    Ok(0)
                 }
                 outcome => outcome,
             };
             match outcome {
-                Ok(()) => {
+                Ok(statements) => {
+                    let changes = prepared.iter().flatten().count();
+                    metrics::target_commit(changes, started.elapsed());
+                    spans.committed(changes, statements);
                     tracing::debug!(
                         topic = %self.topic,
                         partition = self.partition,
@@ -207,19 +219,27 @@ impl Writer {
                     self.committed(&prepared, records.len(), next_offset);
                     return Ok(());
                 }
-                Err(Attempt::Fenced) => return Err(Exit::Fenced),
+                Err(Attempt::Fenced) => {
+                    metrics::error("fenced");
+                    spans.failed("fenced: another instance or a seek moved the stored offset");
+                    return Err(Exit::Fenced);
+                }
                 Err(Attempt::Transient(e)) => {
+                    metrics::error("target");
                     self.conn = None;
                     retried = true;
                     self.retry_wait(&e.to_string(), &mut delay).await?;
                 }
                 Err(Attempt::Fatal(reason)) => {
+                    metrics::error("fatal");
+                    spans.failed(&reason);
                     return Err(Exit::Fatal(format!(
                         "{}/{}: {reason}",
                         self.topic, self.partition
                     )));
                 }
                 Err(Attempt::Permanent(reason)) => {
+                    spans.failed(&reason);
                     if records.len() == 1 {
                         return self.poison(&records[0], &reason).await;
                     }
@@ -238,7 +258,7 @@ impl Writer {
         &mut self,
         prepared: &[Option<Prepared>],
         next_offset: i64,
-    ) -> Result<(), Attempt> {
+    ) -> Result<usize, Attempt> {
         let statements = match self.plan(prepared) {
             Ok(statements) => statements,
             Err(reason) => return Err(Attempt::Permanent(reason)),
@@ -278,7 +298,7 @@ impl Writer {
         {
             let _ = conn.query_drop("ROLLBACK").await;
         }
-        result
+        result.map(|()| statements.len())
     }
 
     fn plan(&self, prepared: &[Option<Prepared>]) -> Result<Vec<String>, String> {
@@ -369,6 +389,7 @@ impl Writer {
             .filter(|_| shared.config.apply.poison_policy == PoisonPolicy::DeadLetter)
         else {
             tracing::error!(error = %located, "poison record; stopping (apply.poison_policy = \"fail\")");
+            metrics::error("poison");
             return Err(Exit::Fatal(format!(
                 "{located}; fix the cause and restart, or set apply.poison_policy = \
                  \"dead-letter\" to divert such records"
@@ -389,11 +410,12 @@ impl Writer {
         }
         tracing::warn!(error = %located, topic = dead_letter.topic(), "poison record sent to the dead-letter topic");
         self.shared.status.send_modify(|s| s.dead_lettered += 1);
+        metrics::error("poison");
         // Move the stored offset past it (no rows).
         let next_offset = record.offset + 1;
         loop {
             match self.attempt(&[], next_offset).await {
-                Ok(()) => {
+                Ok(_) => {
                     self.committed(&[], 0, next_offset);
                     return Ok(());
                 }
@@ -476,10 +498,12 @@ async fn run_transaction(
         }
     }
     for statement in statements {
+        let started = std::time::Instant::now();
         if let Err(e) = conn.query_drop(statement.as_str()).await {
             let error = TargetError::sql("applying changes", e);
             return Err(classify(error));
         }
+        metrics::statement(started.elapsed());
     }
     exec(conn, "COMMIT", "committing").await.map_err(classify)
 }

@@ -56,6 +56,12 @@ pub struct CaptureConfig {
     /// gRPC control endpoint.
     #[serde(default)]
     pub control: rowferry_shared::config::ControlConfig,
+    /// Log lines.
+    #[serde(default)]
+    pub log: rowferry_shared::telemetry::LogConfig,
+    /// Prometheus endpoint (`/metrics`, `/healthz`, `/readyz`).
+    #[serde(default)]
+    pub metrics: rowferry_shared::telemetry::MetricsConfig,
 }
 
 /// Where to read the binlog.
@@ -312,6 +318,9 @@ pub struct FilterConfig {
     pub exclude_columns: Vec<String>,
 }
 
+/// Where the metrics endpoint listens unless `metrics.listen` says otherwise.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
 /// The default listen address of the gRPC control endpoint.
 pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50051";
 
@@ -355,6 +364,9 @@ impl CaptureConfig {
             return invalid("output.format", "must be `debezium-json` or `protobuf`");
         }
         if let Err((key, reason)) = self.control.check(DEFAULT_GRPC_LISTEN) {
+            return invalid(key, &reason);
+        }
+        if let Err((key, reason)) = self.log.check() {
             return invalid(key, &reason);
         }
         if !matches!(

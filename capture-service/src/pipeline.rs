@@ -38,6 +38,7 @@ use crate::kafka::offsets::{
     read_position,
 };
 use crate::kafka::writer::{TransactionalWriter, client_config};
+use crate::metrics;
 use crate::snapshot::SnapshotError;
 use crate::snapshot::incremental::{self, Commands, InFlight, IncrementalProgress};
 use crate::snapshot::initial::{Outcome, Snapshotter};
@@ -48,6 +49,7 @@ use crate::snapshot::records::{ReadAt, send_read};
 use crate::snapshot::tables::{self as snapshot_tables, SnapshotTable};
 use crate::source::{self, SourceError, SourceFacts, StreamStart};
 use crate::status::{State, StatusSender};
+use crate::trace::{Origin, TransactionSpan};
 use rowferry_shared::lifecycle::RunControl;
 
 /// Why a capture stopped.
@@ -84,6 +86,20 @@ pub enum CaptureError {
 }
 
 impl CaptureError {
+    /// A short name of the layer that failed (the `kind` label of the error metric).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CaptureError::Config(_) => "config",
+            CaptureError::Filter(_) => "filter",
+            CaptureError::Source(_) => "source",
+            CaptureError::Kafka(_) => "kafka",
+            CaptureError::Decode { .. } => "decode",
+            CaptureError::Codec(_) => "codec",
+            CaptureError::Position(_) => "position",
+            CaptureError::Snapshot(_) => "snapshot",
+        }
+    }
+
     /// Whether restarting from the last committed position can help.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -168,6 +184,7 @@ pub async fn run_controlled(
                     delay = initial;
                 }
                 tracing::warn!(%error, retry_in = ?delay, "capture interrupted; retrying from the last committed position");
+                metrics::error(error.kind(), true);
                 status.send_modify(|s| {
                     s.state = State::Retrying;
                     s.error = Some(error.to_string());
@@ -183,6 +200,7 @@ pub async fn run_controlled(
             }
             Err(error) => {
                 tracing::error!(%error, "capture failed");
+                metrics::error(error.kind(), false);
                 status.send_modify(|s| {
                     s.state = State::Failed;
                     s.error = Some(error.to_string());
@@ -383,7 +401,8 @@ async fn run_once(
         lag_updated: None,
         last_end: start.file.pos,
         open_tables: Default::default(),
-        committing_tables: Default::default(),
+        open_spans: Vec::new(),
+        committing: Default::default(),
         overlap,
         incremental,
         commands,
@@ -524,6 +543,16 @@ struct Group {
     table_orders: HashMap<TableId, u64>,
     /// Transaction id for the `transaction` block.
     id: String,
+    /// Its span, from the first captured row on (traces exported only).
+    trace: Option<TransactionSpan>,
+}
+
+/// What a Kafka transaction being committed is reported with once it is.
+struct InCommit {
+    /// Its records, per table and operation.
+    tables: rowferry_shared::control::TableCounts,
+    /// The source transactions it ends; their spans end with the commit.
+    spans: Vec<TransactionSpan>,
 }
 
 /// How one table's rows are projected into records.
@@ -575,8 +604,10 @@ struct Streamer<'a> {
     last_end: u64,
     /// Records sent in the open Kafka transaction, per table and operation.
     open_tables: rowferry_shared::control::TableCounts,
-    /// The same for each transaction being committed, oldest first.
-    committing_tables: std::collections::VecDeque<rowferry_shared::control::TableCounts>,
+    /// Spans of the source transactions ended in the open Kafka transaction.
+    open_spans: Vec<TransactionSpan>,
+    /// The counts and spans of each Kafka transaction being committed, oldest first.
+    committing: std::collections::VecDeque<InCommit>,
     /// The initial snapshot streaming has not yet passed.
     overlap: Option<Overlap>,
     /// The incremental snapshot, if one runs.
@@ -736,7 +767,11 @@ impl Streamer<'_> {
     fn report_completed(&mut self) {
         for done in self.writer.take_completed() {
             self.seek.done.store(true, Ordering::Relaxed);
-            let tables = self.committing_tables.pop_front().unwrap_or_default();
+            let InCommit { tables, spans } = self.committing.pop_front().unwrap_or(InCommit {
+                tables: Default::default(),
+                spans: Vec::new(),
+            });
+            metrics::kafka_commit(done.records, done.bytes, done.duration);
             self.status.send_modify(|s| {
                 s.committed = Some(done.position);
                 s.records_committed += done.records as u64;
@@ -744,6 +779,8 @@ impl Streamer<'_> {
                 s.kafka_transactions += 1;
                 rowferry_shared::control::merge_tables(&mut s.tables, &tables);
             });
+            // The records are visible to read_committed consumers now: the spans end.
+            drop(spans);
         }
     }
 
@@ -951,6 +988,7 @@ impl Streamer<'_> {
             total_order: 0,
             table_orders: HashMap::new(),
             id,
+            trace: None,
         });
         Ok(())
     }
@@ -959,6 +997,10 @@ impl Streamer<'_> {
         let Some(group) = self.group.take() else {
             return Ok(());
         };
+        if let Some(trace) = &group.trace {
+            trace.finish(end, i64::from(timestamp) * 1000);
+        }
+        self.open_spans.extend(group.trace);
         if let (Some(gtid), Some(set)) = (&group.gtid, &mut self.gtids) {
             set.add(gtid)
                 .map_err(|e| CaptureError::Position(e.to_string()))?;
@@ -1020,8 +1062,10 @@ impl Streamer<'_> {
     async fn commit(&mut self, position: StoredPosition) -> Result<(), CaptureError> {
         self.writer.commit(&position).await?;
         // The counts of the records in this transaction, reported once Kafka has it.
-        self.committing_tables
-            .push_back(std::mem::take(&mut self.open_tables));
+        self.committing.push_back(InCommit {
+            tables: std::mem::take(&mut self.open_tables),
+            spans: std::mem::take(&mut self.open_spans),
+        });
         self.last_commit = Instant::now();
         self.committed = Some(position);
         self.report_completed();
@@ -1072,6 +1116,7 @@ impl Streamer<'_> {
             // Durable at once: a restart sees the request.
             self.commit_boundary(true).await?;
             self.report_incremental();
+            self.commands.settled();
         }
         let Some(run) = &mut self.incremental else {
             return Ok(());
@@ -1521,6 +1566,17 @@ impl Streamer<'_> {
         let Some(group) = &mut self.group else {
             return Ok(());
         };
+        if group.trace.is_none() && rowferry_shared::telemetry::tracing_enabled() {
+            group.trace = Some(TransactionSpan::start(Origin {
+                flavor: self.facts.flavor.as_str(),
+                gtid: group.gtid.as_ref().map(ToString::to_string),
+                file: &group.start_file,
+                pos: group.start_pos,
+            }));
+        }
+        if let Some(trace) = &mut group.trace {
+            trace.note(&view.schema.id, &view.topic);
+        }
         group.total_order += 1;
         let order = match group.table_orders.get_mut(&view.schema.id) {
             Some(order) => order,
@@ -1567,6 +1623,14 @@ impl Streamer<'_> {
                 key: name,
                 value: key,
             });
+        }
+        if let Some(trace) = &group.trace {
+            for (key, value) in trace.headers() {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value),
+                });
+            }
         }
         let result = send_record(
             &mut self.writer,
@@ -1663,6 +1727,7 @@ pub(crate) async fn send_record(
                 });
             tracing::warn!(table = %event.schema.id, key = %key_text, size, "record too large; key sent to the dead-letter topic");
             writer.send(&dlq, key, None, headers).await?;
+            metrics::dead_lettered();
             Ok(())
         }
         "truncate" => {

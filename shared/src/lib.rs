@@ -1,8 +1,8 @@
 //! rowferry-shared: what both services agree on.
 //!
 //! Today it holds the event model, binlog positions, the record codecs (Debezium JSON and
-//! protobuf) and the code generated from `proto/`; configuration loading, telemetry and the
-//! pipeline lifecycle join it as the services are built.
+//! protobuf), the code generated from `proto/`, configuration loading, telemetry (logs,
+//! traces, metrics) and the pipeline lifecycle with its gRPC control plane.
 
 pub mod codec;
 pub mod config;
@@ -12,3 +12,4 @@ pub mod lifecycle;
 pub mod pb;
 pub mod position;
 pub mod signal;
+pub mod telemetry;

@@ -76,7 +76,7 @@ pub fn spawn_release(
     config: &std::path::Path,
     log: &std::path::Path,
 ) -> Result<tokio::process::Child> {
-    Ok(tokio::process::Command::new(binary)
+    Ok(crate::control::service_command(binary)
         .arg("--config")
         .arg(config)
         .env(
@@ -87,6 +87,40 @@ pub fn spawn_release(
         .stderr(std::fs::File::create(log)?)
         .kill_on_drop(true)
         .spawn()?)
+}
+
+/// Waits until the capture `name`'s stored position passes `end`; returns the Kafka
+/// timestamp (ms since the epoch) of the first position record that did.
+pub async fn wait_captured(
+    stack: &crate::Stack,
+    name: &str,
+    end: &rowferry_shared::position::BinlogFilePosition,
+) -> Result<i64> {
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        let offsets =
+            crate::kafka::read_committed(&stack.kafka_bootstrap, &format!("{name}.offsets"))?;
+        let past_end = |record: &crate::kafka::Record| {
+            record.json().is_ok_and(|p| {
+                p["partial"].is_null()
+                    && rowferry_shared::position::BinlogFilePosition::new(
+                        p["file"].as_str().unwrap_or_default(),
+                        p["pos"].as_u64().unwrap_or(0),
+                    )
+                    .compare(end)
+                    .is_ok_and(|o| o.is_ge())
+            })
+        };
+        if let Some(first) = offsets.iter().find(|r| past_end(r)) {
+            return first
+                .timestamp_ms
+                .context("position record without timestamp");
+        }
+        if started.elapsed() > std::time::Duration::from_secs(1800) {
+            bail!("capture did not catch up within 30 minutes");
+        }
+    }
 }
 
 /// The process's peak resident set (VmHWM), KiB.

@@ -98,6 +98,22 @@ pub async fn terminate(child: &mut tokio::process::Child, what: &str) -> Result<
     Ok(())
 }
 
+/// A command running a service binary, kept to itself: its metrics endpoint on an ephemeral
+/// port (tests run services side by side; the defaults would clash) and no trace export
+/// unless the test sets `OTEL_*` again.
+pub fn service_command(binary: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(binary);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("ROWFERRY_CAPTURE_METRICS__LISTEN", "127.0.0.1:0")
+        .env("ROWFERRY_APPLY_METRICS__LISTEN", "127.0.0.1:0");
+    command
+}
+
 /// Starts a service binary with `--config config`, its stderr appended to `log`.
 pub fn spawn_service(
     binary: &std::path::Path,
@@ -108,7 +124,7 @@ pub fn spawn_service(
         .create(true)
         .append(true)
         .open(log)?;
-    Ok(tokio::process::Command::new(binary)
+    Ok(service_command(binary)
         .arg("--config")
         .arg(config)
         .stdin(std::process::Stdio::null())

@@ -110,5 +110,7 @@ pub mod bench;
 pub mod capture;
 pub mod control;
 pub mod debezium;
+pub mod http;
 pub mod kafka;
+pub mod otlp;
 pub mod pipeline;

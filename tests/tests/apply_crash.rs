@@ -76,7 +76,7 @@ async fn kill_9_at_random_points_applies_every_change_exactly_once() -> Result<(
             .create(true)
             .append(true)
             .open(&log_path)?;
-        Ok(tokio::process::Command::new(&binary)
+        Ok(rowferry_tests::control::service_command(&binary)
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info")

@@ -93,7 +93,7 @@ async fn apply_is_started_paused_resumed_and_stopped_over_grpc_exactly_once() ->
     );
     std::fs::write(&config_path, toml)?;
     let log_path = dir.join("apply.log");
-    let mut child = tokio::process::Command::new(apply_binary()?)
+    let mut child = rowferry_tests::control::service_command(apply_binary()?)
         .arg("--config")
         .arg(&config_path)
         .env("RUST_LOG", "info")
@@ -330,7 +330,7 @@ async fn partitions_assigned_while_paused_are_applied_after_resume() -> Result<(
     ));
     let spawn =
         |config: &std::path::Path, log: &std::path::Path| -> Result<tokio::process::Child> {
-            Ok(tokio::process::Command::new(apply_binary()?)
+            Ok(rowferry_tests::control::service_command(apply_binary()?)
                 .arg("--config")
                 .arg(config)
                 .stdin(Stdio::null())

@@ -126,7 +126,7 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() -> Result<()> {
             .create(true)
             .append(true)
             .open(&log_path)?;
-        Ok(tokio::process::Command::new(&binary)
+        Ok(rowferry_tests::control::service_command(&binary)
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info")

@@ -56,7 +56,7 @@ async fn the_binary_reports_status_over_grpc_and_stops_cleanly_on_sigterm() -> R
     std::fs::create_dir_all(&dir)?;
     let config_path = dir.join("capture.toml");
     std::fs::write(&config_path, toml)?;
-    let mut child = tokio::process::Command::new(capture_binary()?)
+    let mut child = rowferry_tests::control::service_command(capture_binary()?)
         .arg("--config")
         .arg(&config_path)
         .stdout(Stdio::null())

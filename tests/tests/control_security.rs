@@ -81,7 +81,7 @@ async fn tls_client_certificates_and_the_token_are_all_required() -> Result<()> 
             .replace("grpc_listen = \"\"", &control),
     )?;
     let log = dir.join("apply.log");
-    let mut apply = tokio::process::Command::new(apply_binary()?)
+    let mut apply = rowferry_tests::control::service_command(apply_binary()?)
         .arg("--config")
         .arg(&config)
         .stdout(Stdio::null())

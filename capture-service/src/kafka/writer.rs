@@ -75,6 +75,8 @@ pub struct Committed {
     pub records: usize,
     /// Bytes of those records (keys and values).
     pub bytes: usize,
+    /// From the commit's start (flush included) until it was seen done.
+    pub duration: Duration,
 }
 
 /// The transactional writer of one capture.
@@ -224,6 +226,7 @@ impl TransactionalWriter {
             position: in_flight.position,
             records: in_flight.records,
             bytes: in_flight.bytes,
+            duration: in_flight.started.elapsed(),
         });
         Ok(())
     }

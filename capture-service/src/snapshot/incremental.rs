@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
 use rowferry_shared::event::{Row, TableId};
 use rowferry_shared::position::BinlogFilePosition;
@@ -70,6 +71,8 @@ pub enum Command {
 pub struct Commands {
     queue: Mutex<VecDeque<Command>>,
     notify: Notify,
+    /// A START was taken and is being committed; the status shows it once that is done.
+    start_in_hand: std::sync::atomic::AtomicBool,
 }
 
 impl Commands {
@@ -86,28 +89,45 @@ impl Commands {
     pub fn start_queued(&self) -> bool {
         self.queue
             .lock()
-            .map(|queue| {
-                queue
-                    .iter()
-                    .rev()
-                    .find(|c| matches!(c, Command::Start { .. } | Command::Cancel))
-                    .is_some_and(|c| matches!(c, Command::Start { .. }))
+            .map(|queue| match last_start_or_cancel(queue.iter()) {
+                Some(last) => matches!(last, Command::Start { .. }),
+                None => self.start_in_hand.load(Ordering::SeqCst),
             })
             .unwrap_or(false)
     }
 
-    /// Takes the queued requests.
+    /// Takes the queued requests; until [`Commands::settled`], a START among them still
+    /// counts as queued (the status shows it only once it is committed).
     pub fn take(&self) -> Vec<Command> {
-        self.queue
-            .lock()
-            .map(|mut queue| queue.drain(..).collect())
-            .unwrap_or_default()
+        let Ok(mut queue) = self.queue.lock() else {
+            return Vec::new();
+        };
+        let taken: Vec<Command> = queue.drain(..).collect();
+        if let Some(last) = last_start_or_cancel(taken.iter()) {
+            self.start_in_hand
+                .store(matches!(last, Command::Start { .. }), Ordering::SeqCst);
+        }
+        taken
+    }
+
+    /// The requests taken last are committed and reported.
+    pub fn settled(&self) {
+        self.start_in_hand.store(false, Ordering::SeqCst);
     }
 
     /// Resolves when a request is queued.
     pub async fn queued(&self) {
         self.notify.notified().await;
     }
+}
+
+/// The last START or CANCEL of `commands`.
+fn last_start_or_cancel<'a>(
+    commands: impl DoubleEndedIterator<Item = &'a Command>,
+) -> Option<&'a Command> {
+    commands
+        .rev()
+        .find(|c| matches!(c, Command::Start { .. } | Command::Cancel))
 }
 
 /// Applies a request to the progress (`None`: no incremental snapshot).
@@ -185,6 +205,24 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_taken_start_counts_as_queued_until_it_is_reported() {
+        let commands = Commands::default();
+        assert!(!commands.start_queued());
+        commands.push(start(&["a"]));
+        assert!(commands.start_queued());
+        assert_eq!(commands.take().len(), 1);
+        // Being committed: pause and cancel must still find it.
+        assert!(commands.start_queued());
+        commands.settled();
+        assert!(!commands.start_queued());
+        commands.push(start(&["a"]));
+        commands.push(Command::Cancel);
+        assert!(!commands.start_queued());
+        commands.take();
+        assert!(!commands.start_queued(), "a cancelled start is not in hand");
+    }
 
     fn start(tables: &[&str]) -> Command {
         Command::Start {

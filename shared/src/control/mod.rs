@@ -333,6 +333,29 @@ pub struct Endpoint<T> {
     pub max_concurrent_requests: usize,
 }
 
+/// The span of one control request: `rpc.*` attributes after the OpenTelemetry semantic
+/// conventions, parented by the request's `traceparent` when it has one.
+fn request_span<B>(request: &tonic::codegen::http::Request<B>) -> tracing::Span {
+    let path = request.uri().path();
+    let Some((service, method)) = path
+        .strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .filter(|(service, _)| service.starts_with("rowferry."))
+    else {
+        return tracing::Span::none();
+    };
+    let span = tracing::info_span!(
+        "grpc request",
+        otel.name = %format!("{service}/{method}"),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+    );
+    crate::telemetry::propagation::continue_request(&span, request.headers());
+    span
+}
+
 /// Serves `endpoint` with the health service (following the state) and reflection on
 /// `listener` until `shutdown` fires.
 pub async fn serve<T: Send + Sync + 'static>(
@@ -366,10 +389,11 @@ pub async fn serve<T: Send + Sync + 'static>(
                 detail: format!("cannot be used: {e}"),
             })?;
     }
-    // Every request gets a span (method, status, latency at debug level); a global limit
-    // keeps a burst of control calls from crowding out the pipeline.
+    // Every control request gets a span (exported with traces, continuing the caller's
+    // `traceparent`); health and reflection calls stay out of traces. A global limit keeps a
+    // burst of control calls from crowding out the pipeline.
     let layers = tower::ServiceBuilder::new()
-        .layer(tower_http::trace::TraceLayer::new_for_grpc())
+        .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(request_span))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             endpoint.max_concurrent_requests.max(1),
         ));

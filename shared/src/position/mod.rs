@@ -23,12 +23,19 @@ pub enum Flavor {
     MariaDb,
 }
 
-impl fmt::Display for Flavor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Flavor {
+    /// `mysql` or `mariadb` (also the `db.system.name` of the OpenTelemetry conventions).
+    pub fn as_str(self) -> &'static str {
+        match self {
             Flavor::MySql => "mysql",
             Flavor::MariaDb => "mariadb",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Flavor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -21,6 +21,7 @@ use mysql_async::prelude::Queryable;
 use rowferry_tests::apply::{apply_toml, create_topics, target_conn};
 use rowferry_tests::bench::{
     ORDERS, cpu_seconds, fill_orders, peak_rss_kib, release_binary, spawn_release as spawn,
+    wait_captured,
 };
 use rowferry_tests::capture::{binlog_end, capture_toml};
 use rowferry_tests::kafka::read_committed;
@@ -32,32 +33,6 @@ fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
-}
-
-/// Waits until the capture's stored position passes `end`.
-async fn wait_captured(
-    stack: &Stack,
-    name: &str,
-    end: &rowferry_shared::position::BinlogFilePosition,
-) -> Result<()> {
-    let started = Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        let offsets = read_committed(&stack.kafka_bootstrap, &format!("{name}.offsets"))?;
-        if let Some(last) = offsets.last() {
-            let p = last.json()?;
-            let at = rowferry_shared::position::BinlogFilePosition::new(
-                p["file"].as_str().unwrap_or_default(),
-                p["pos"].as_u64().unwrap_or(0),
-            );
-            if p["partial"].is_null() && at.compare(end).is_ok_and(|o| o.is_ge()) {
-                return Ok(());
-            }
-        }
-        if started.elapsed() > Duration::from_secs(1800) {
-            bail!("capture did not catch up within 30 minutes");
-        }
-    }
 }
 
 async fn checksum(conn: &mut Conn, table: &str) -> Result<Option<u64>> {

@@ -69,7 +69,7 @@ async fn main() -> Result<()> {
     let started_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
-    let mut child = tokio::process::Command::new(&binary)
+    let mut child = rowferry_tests::control::service_command(&binary)
         .arg("--config")
         .arg(&config_path)
         .env(

@@ -1,0 +1,147 @@
+//! Installs the process's tracing subscriber: log lines to stderr and, when the environment
+//! asks for it, spans exported over OTLP.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Level;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, FilterFn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::Registry;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use super::config::{LogConfig, LogFormat};
+use super::log_format::TracedLines;
+use super::{otlp, propagation};
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// An `OTEL_*` variable asks for something unsupported.
+    #[error("{variable} {reason}")]
+    Environment {
+        /// The variable.
+        variable: &'static str,
+        /// What is wrong and what to use instead.
+        reason: String,
+    },
+    /// The exporter could not be built.
+    #[error(
+        "cannot build the OTLP trace exporter: {0}; check OTEL_EXPORTER_OTLP_ENDPOINT \
+         (e.g. http://127.0.0.1:4317 for gRPC, http://127.0.0.1:4318 for http/protobuf)"
+    )]
+    Exporter(String),
+    /// `RUST_LOG` or `log.level` is not a filter.
+    #[error("{source_name} is not a valid log filter ({detail}); use a level such as `info`")]
+    Filter {
+        /// `RUST_LOG` or `log.level`.
+        source_name: &'static str,
+        /// The parser's complaint.
+        detail: String,
+    },
+    /// A subscriber was already installed.
+    #[error("cannot install the log subscriber: {0}")]
+    Install(String),
+}
+
+/// The installed telemetry; [`Telemetry::shutdown`] flushes the spans still queued.
+#[must_use = "shut telemetry down at exit so queued spans are exported"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports the spans still queued and stops the exporter.
+    pub fn shutdown(mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("telemetry: flushing spans at exit failed: {error}");
+        }
+    }
+}
+
+/// Spans of rowferry's own code at INFO and above are exported, and WARN/ERROR events
+/// become span events; library spans (mysql_async, h2…) and chatty events stay out.
+fn exported(metadata: &tracing::Metadata<'_>) -> bool {
+    if metadata.is_span() {
+        metadata.target().starts_with("rowferry") && *metadata.level() <= Level::INFO
+    } else {
+        *metadata.level() <= Level::WARN
+    }
+}
+
+/// Installs the subscriber for `service` (`rowferry-capture`, `rowferry-apply`).
+pub fn init(
+    service: &'static str,
+    version: &'static str,
+    log: &LogConfig,
+) -> Result<Telemetry, TelemetryError> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => {
+            EnvFilter::try_new(directives).map_err(|e| TelemetryError::Filter {
+                source_name: "RUST_LOG",
+                detail: e.to_string(),
+            })?
+        }
+        _ => EnvFilter::try_new(&log.level).map_err(|e| TelemetryError::Filter {
+            source_name: "log.level",
+            detail: e.to_string(),
+        })?,
+    };
+    let protocol = otlp::protocol_from_env(|name| std::env::var(name).ok())?;
+    let provider = match protocol {
+        Some(protocol) => Some(otlp::provider(protocol, otlp::resource(service, version))?),
+        None => None,
+    };
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
+    if let Some(provider) = &provider {
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer(service))
+                .with_filter(FilterFn::new(exported))
+                .boxed(),
+        );
+    }
+    let trace_ids = provider.is_some();
+    let lines = match log.format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .event_format(TracedLines {
+                inner: tracing_subscriber::fmt::format(),
+                json: false,
+                trace_ids,
+            })
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(TracedLines {
+                inner: tracing_subscriber::fmt::format()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+                json: true,
+                trace_ids,
+            })
+            .with_filter(filter)
+            .boxed(),
+    };
+    layers.push(lines);
+    tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .map_err(|e| TelemetryError::Install(e.to_string()))?;
+    if provider.is_some() {
+        propagation::set_enabled();
+        tracing::info!(?protocol, "exporting traces over OTLP");
+    }
+    Ok(Telemetry { provider })
+}
