@@ -372,12 +372,6 @@ fn seek_status(error: SeekError) -> Status {
 /// Why the control endpoint could not start.
 pub use rowferry_shared::control::EndpointError as ControlError;
 
-/// Binds the control endpoint (before the pipeline starts, so a taken port is an error at
-/// startup).
-pub async fn bind(listen: &str) -> Result<tokio::net::TcpListener, ControlError> {
-    shared_control::bind(listen).await
-}
-
 /// Serves the control API on `listener` until `shutdown` fires; the health service follows
 /// the pipeline's state.
 pub async fn serve(

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
-use rowferry_shared::control::OpCounts;
 use rowferry_shared::lifecycle::{ControlView, State};
-use rowferry_shared::telemetry::metrics_endpoint::Probe;
+use rowferry_shared::telemetry::metrics_endpoint::{Probe, set_rows_by_op, set_state};
 use tokio::sync::watch;
 
 use crate::status::{ApplyStatus, StatusReceiver};
@@ -144,18 +143,7 @@ impl Probe for ApplyProbe {
         counter!("rowferry_apply_target_transactions_total").absolute(status.target_transactions);
         counter!("rowferry_apply_tombstones_total").absolute(status.tombstones_skipped);
         counter!("rowferry_apply_dead_letter_records_total").absolute(status.dead_lettered);
-        let mut ops = OpCounts::default();
-        for counts in status.tables.values() {
-            ops.merge(counts);
-        }
-        for (op, count) in [
-            ("c", ops.inserts),
-            ("u", ops.updates),
-            ("d", ops.deletes),
-            ("r", ops.reads),
-        ] {
-            counter!("rowferry_apply_rows_total", "op" => op).absolute(count);
-        }
+        set_rows_by_op("rowferry_apply_rows_total", &status.tables);
         let lag: i64 = status.partitions.values().filter_map(|p| p.lag).sum();
         gauge!("rowferry_apply_lag_records").set(lag.max(0) as f64);
         let now_ms = std::time::SystemTime::now()
@@ -163,14 +151,7 @@ impl Probe for ApplyProbe {
             .map_or(0, |d| d.as_millis() as i64);
         gauge!("rowferry_apply_lag_seconds").set(lag_seconds(&status, now_ms));
         gauge!("rowferry_apply_assigned_partitions").set(status.partitions.len() as f64);
-        let current = self.state();
-        for state in STATES {
-            gauge!("rowferry_apply_state", "state" => state.as_str()).set(if *state == current {
-                1.0
-            } else {
-                0.0
-            });
-        }
+        set_state("rowferry_apply_state", STATES, self.state());
     }
 
     fn ready(&self) -> Result<(), String> {

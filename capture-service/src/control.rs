@@ -512,12 +512,6 @@ impl CaptureControl for Control {
 /// Why the control endpoint could not start.
 pub use rowferry_shared::control::EndpointError as ControlError;
 
-/// Binds the control endpoint (done before the pipeline starts, so a taken port is an error
-/// at startup, not a silent absence).
-pub async fn bind(listen: &str) -> Result<tokio::net::TcpListener, ControlError> {
-    shared_control::bind(listen).await
-}
-
 /// Serves the control API on `listener` until `shutdown` fires; the health service follows
 /// the pipeline's state.
 pub async fn serve(

@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
-use rowferry_shared::control::OpCounts;
 use rowferry_shared::lifecycle::{ControlView, State};
-use rowferry_shared::telemetry::metrics_endpoint::Probe;
+use rowferry_shared::telemetry::metrics_endpoint::{Probe, set_rows_by_op, set_state};
 
 use tokio::sync::watch;
 
@@ -149,18 +148,7 @@ impl Probe for CaptureProbe {
         counter!("rowferry_capture_bytes_total").absolute(status.bytes_committed);
         counter!("rowferry_capture_source_transactions_total").absolute(status.source_transactions);
         counter!("rowferry_capture_kafka_transactions_total").absolute(status.kafka_transactions);
-        let mut ops = OpCounts::default();
-        for counts in status.tables.values() {
-            ops.merge(counts);
-        }
-        for (op, count) in [
-            ("c", ops.inserts),
-            ("u", ops.updates),
-            ("d", ops.deletes),
-            ("r", ops.reads),
-        ] {
-            counter!("rowferry_capture_rows_total", "op" => op).absolute(count);
-        }
+        set_rows_by_op("rowferry_capture_rows_total", &status.tables);
         gauge!("rowferry_capture_lag_seconds").set(status.lag_seconds.unwrap_or(0.0));
         if let Some(snapshot) = &status.snapshot {
             gauge!("rowferry_capture_snapshot_rows").set(snapshot.rows as f64);
@@ -168,14 +156,7 @@ impl Probe for CaptureProbe {
             let remaining = snapshot.tables.iter().filter(|t| !t.done).count();
             gauge!("rowferry_capture_snapshot_tables_remaining").set(remaining as f64);
         }
-        let current = self.state();
-        for state in STATES {
-            gauge!("rowferry_capture_state", "state" => state.as_str()).set(if *state == current {
-                1.0
-            } else {
-                0.0
-            });
-        }
+        set_state("rowferry_capture_state", STATES, self.state());
     }
 
     fn ready(&self) -> Result<(), String> {

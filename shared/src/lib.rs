@@ -11,5 +11,6 @@ pub mod event;
 pub mod lifecycle;
 pub mod pb;
 pub mod position;
+pub mod service;
 pub mod signal;
 pub mod telemetry;

@@ -14,6 +14,7 @@ use rowferry_shared::pb::apply::v1 as apply_pb;
 use rowferry_shared::pb::apply::v1::apply_control_client::ApplyControlClient;
 use rowferry_shared::pb::capture::v1 as capture_pb;
 use rowferry_shared::pb::capture::v1::capture_control_client::CaptureControlClient;
+use rowferry_shared::position::BinlogFilePosition;
 use rowferry_tests::apply::{apply_binary, apply_toml, create_target_tables, wait_equal};
 use rowferry_tests::capture::{binlog_end, capture_binary, capture_toml, create_database};
 use rowferry_tests::control::{connect, free_port, service_command, terminate};
@@ -77,6 +78,89 @@ impl Service {
     }
 }
 
+/// A source database, its copy on the target, and the names of one test's capture and apply.
+struct Replication {
+    stack: Stack,
+    admin: Conn,
+    target: Conn,
+    db: String,
+    name: String,
+    start: BinlogFilePosition,
+}
+
+impl Replication {
+    /// Creates `tables` on both sides; the capture will start at the binlog's end.
+    async fn new(prefix: &str, tables: &[&str]) -> Result<Self> {
+        let stack = Stack::from_env()?;
+        let (mut admin, db) = create_database(&stack, prefix, tables).await?;
+        let target = create_target_tables(&stack, &db, tables).await?;
+        let start = binlog_end(&mut admin).await?;
+        Ok(Self {
+            name: unique_name(prefix),
+            stack,
+            admin,
+            target,
+            db,
+            start,
+        })
+    }
+
+    /// Starts the capture; `control` is the `[control]` section's body (`""`: no endpoint).
+    fn capture(&self, control: &str, env: &[(&str, String)]) -> Result<Service> {
+        let toml = capture_toml(
+            &self.stack,
+            &self.name,
+            &self.db,
+            &self.start.to_string(),
+            unique_server_id(),
+            "",
+        )
+        .replace("grpc_listen = \"\"", control_or_none(control));
+        spawn(&capture_binary()?, &self.name, "capture", &toml, env)
+    }
+
+    /// Starts the apply of the capture's topics with `extra` TOML; `control` as for capture.
+    fn apply(&self, extra: &str, control: &str, env: &[(&str, String)]) -> Result<Service> {
+        let pattern = format!("{}\\.{}\\..*", self.name, self.db);
+        let toml = apply_toml(&self.stack, &self.name, &pattern, extra)
+            .replace("grpc_listen = \"\"", control_or_none(control));
+        spawn(&apply_binary()?, &self.name, "apply", &toml, env)
+    }
+
+    /// Waits until the target's `tables` equal the source's (rows and checksum).
+    async fn wait_equal(&mut self, tables: &[&str]) -> Result<()> {
+        let tables: Vec<(&str, &str)> = tables.iter().map(|t| (*t, "id")).collect();
+        wait_equal(
+            &mut self.admin,
+            &mut self.target,
+            &self.db,
+            &tables,
+            true,
+            Duration::from_secs(90),
+        )
+        .await
+    }
+
+    /// The capture's topic of `table`.
+    fn topic(&self, table: &str) -> String {
+        format!("{}.{}.{table}", self.name, self.db)
+    }
+}
+
+/// The `[control]` body: `control`, or no endpoint when it is empty.
+fn control_or_none(control: &str) -> &str {
+    if control.is_empty() {
+        "grpc_listen = \"\""
+    } else {
+        control
+    }
+}
+
+/// A `[control]` line serving on 127.0.0.1:`port`.
+fn control_on(port: u16) -> String {
+    format!("grpc_listen = \"127.0.0.1:{port}\"")
+}
+
 /// Trace export to the receiver: fast batches, everything sampled.
 fn otlp_env(endpoint: String, protocol: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -103,56 +187,28 @@ fn capture_span_of<'a>(spans: &'a [ReceivedSpan], gtid: &str) -> Option<&'a Rece
 #[tokio::test(flavor = "multi_thread")]
 async fn one_trace_follows_a_source_transaction_from_the_binlog_to_the_target_commit() -> Result<()>
 {
-    let stack = Stack::from_env()?;
     let receiver = OtlpReceiver::start().await?;
-    let (mut admin, db) = create_database(&stack, "otel", TABLES).await?;
-    let mut target = create_target_tables(&stack, &db, TABLES).await?;
-    let start = binlog_end(&mut admin).await?;
-    let name = unique_name("otel");
+    let mut run = Replication::new("otel", TABLES).await?;
     let capture_port = free_port()?;
     let mut env = otlp_env(format!("http://127.0.0.1:{}", receiver.grpc_port), "grpc");
     // A request event inside the control request's span: its log line must carry the ids.
     env.push(("RUST_LOG", "info,tower_http=debug".to_owned()));
     env.push(("ROWFERRY_CAPTURE_LOG__FORMAT", "json".to_owned()));
-    let capture_toml = capture_toml(
-        &stack,
-        &name,
-        &db,
-        &start.to_string(),
-        unique_server_id(),
-        "",
-    )
-    .replace(
-        "grpc_listen = \"\"",
-        &format!("grpc_listen = \"127.0.0.1:{capture_port}\""),
-    );
-    let capture = spawn(&capture_binary()?, &name, "capture", &capture_toml, &env)?;
-    let apply_toml = apply_toml(
-        &stack,
-        &name,
-        &format!("{name}\\.{db}\\..*"),
-        "[apply]\ntransactional = true",
-    );
-    let apply = spawn(&apply_binary()?, &name, "apply", &apply_toml, &env)?;
+    let capture = run.capture(&control_on(capture_port), &env)?;
+    let apply = run.apply("[apply]\ntransactional = true", "", &env)?;
 
     // One source transaction over two tables (two topics, so two partitions applied apart).
-    admin
+    let db = run.db.clone();
+    run.admin
         .query_drop(format!(
             "BEGIN; INSERT INTO `{db}`.a VALUES (1, 1), (2, 2); \
              INSERT INTO `{db}`.b VALUES (1, 10); COMMIT"
         ))
         .await?;
-    let gtid = last_gtid(&mut admin).await?;
-    wait_equal(
-        &mut admin,
-        &mut target,
-        &db,
-        &[("a", "id"), ("b", "id")],
-        true,
-        Duration::from_secs(90),
-    )
-    .await
-    .with_context(|| format!("see {} and {}", capture.log.display(), apply.log.display()))?;
+    let gtid = last_gtid(&mut run.admin).await?;
+    run.wait_equal(&["a", "b"])
+        .await
+        .with_context(|| format!("see {} and {}", capture.log.display(), apply.log.display()))?;
 
     let (producer, consumers) = receiver
         .wait_for(
@@ -183,7 +239,7 @@ async fn one_trace_follows_a_source_transaction_from_the_binlog_to_the_target_co
         ("db.namespace", db.as_str()),
         ("rowferry.rows", "3"),
         ("messaging.batch.message_count", "3"),
-        ("rowferry.binlog.file", start.file.as_str()),
+        ("rowferry.binlog.file", run.start.file.as_str()),
     ] {
         ensure!(
             producer.attribute(key) == Some(value),
@@ -220,8 +276,8 @@ async fn one_trace_follows_a_source_transaction_from_the_binlog_to_the_target_co
     );
 
     // The apply spans: consumer spans per partition, children of the capture span.
-    let topic_a = format!("{name}.{db}.a");
-    let topic_b = format!("{name}.{db}.b");
+    let topic_a = run.topic("a");
+    let topic_b = run.topic("b");
     let mut destinations = BTreeSet::new();
     for consumer in &consumers {
         ensure!(consumer.kind == 5, "apply span kind {}", consumer.kind);
@@ -261,7 +317,7 @@ async fn one_trace_follows_a_source_transaction_from_the_binlog_to_the_target_co
 
     // Every record of the transaction carries the capture span's context.
     let traceparent = format!("00-{}-{}-01", producer.trace_id, producer.span_id);
-    let records = read_committed(&stack.kafka_bootstrap, &topic_a)?;
+    let records = read_committed(&run.stack.kafka_bootstrap, &topic_a)?;
     ensure!(
         records.len() == 2
             && records
@@ -316,61 +372,25 @@ async fn one_trace_follows_a_source_transaction_from_the_binlog_to_the_target_co
 
 #[tokio::test(flavor = "multi_thread")]
 async fn batch_spans_link_every_producer_span_and_http_export_works() -> Result<()> {
-    let stack = Stack::from_env()?;
     let receiver = OtlpReceiver::start().await?;
-    let (mut admin, db) = create_database(&stack, "otelbatch", &TABLES[..1]).await?;
-    let mut target = create_target_tables(&stack, &db, &TABLES[..1]).await?;
-    let start = binlog_end(&mut admin).await?;
-    let name = unique_name("otelbatch");
+    let mut run = Replication::new("otelbatch", &TABLES[..1]).await?;
     let capture_env = otlp_env(format!("http://127.0.0.1:{}", receiver.grpc_port), "grpc");
     let apply_env = otlp_env(
         format!("http://127.0.0.1:{}", receiver.http_port),
         "http/protobuf",
     );
-    let capture = spawn(
-        &capture_binary()?,
-        &name,
-        "capture",
-        &capture_toml(
-            &stack,
-            &name,
-            &db,
-            &start.to_string(),
-            unique_server_id(),
-            "",
-        ),
-        &capture_env,
-    )?;
+    let capture = run.capture("", &capture_env)?;
     // Batch mode with a long linger, so the transactions below land in one batch.
-    let apply = spawn(
-        &apply_binary()?,
-        &name,
-        "apply",
-        &apply_toml(
-            &stack,
-            &name,
-            &format!("{name}\\.{db}\\..*"),
-            "[batch]\nlinger_ms = 1500",
-        ),
-        &apply_env,
-    )?;
+    let apply = run.apply("[batch]\nlinger_ms = 1500", "", &apply_env)?;
     let mut gtids = Vec::new();
     for id in 1..=3 {
-        admin
-            .query_drop(format!("INSERT INTO `{db}`.a VALUES ({id}, {id})"))
-            .await?;
-        gtids.push(last_gtid(&mut admin).await?);
+        let insert = format!("INSERT INTO `{}`.a VALUES ({id}, {id})", run.db);
+        run.admin.query_drop(insert).await?;
+        gtids.push(last_gtid(&mut run.admin).await?);
     }
-    wait_equal(
-        &mut admin,
-        &mut target,
-        &db,
-        &[("a", "id")],
-        true,
-        Duration::from_secs(90),
-    )
-    .await
-    .with_context(|| format!("see {} and {}", capture.log.display(), apply.log.display()))?;
+    run.wait_equal(&["a"])
+        .await
+        .with_context(|| format!("see {} and {}", capture.log.display(), apply.log.display()))?;
     let (producers, linked) = receiver
         .wait_for(
             Duration::from_secs(30),
@@ -466,38 +486,18 @@ fn value(exposition: &str, name: &str, labels: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_what_was_replicated_and_lag_follows_a_paused_apply() -> Result<()> {
-    let stack = Stack::from_env()?;
-    let (mut admin, db) = create_database(&stack, "metrics", &TABLES[..1]).await?;
-    let mut target = create_target_tables(&stack, &db, &TABLES[..1]).await?;
-    let start = binlog_end(&mut admin).await?;
-    let name = unique_name("metrics");
+    let mut run = Replication::new("metrics", &TABLES[..1]).await?;
     let (capture_metrics, apply_metrics, apply_port) = (free_port()?, free_port()?, free_port()?);
-    let capture = spawn(
-        &capture_binary()?,
-        &name,
-        "capture",
-        &capture_toml(
-            &stack,
-            &name,
-            &db,
-            &start.to_string(),
-            unique_server_id(),
-            "",
-        ),
+    let capture = run.capture(
+        "",
         &[(
             "ROWFERRY_CAPTURE_METRICS__LISTEN",
             format!("127.0.0.1:{capture_metrics}"),
         )],
     )?;
-    let apply_toml = apply_toml(&stack, &name, &format!("{name}\\.{db}\\..*"), "").replace(
-        "grpc_listen = \"\"",
-        &format!("grpc_listen = \"127.0.0.1:{apply_port}\"\nautostart = false"),
-    );
-    let apply = spawn(
-        &apply_binary()?,
-        &name,
-        "apply",
-        &apply_toml,
+    let apply = run.apply(
+        "",
+        &format!("{}\nautostart = false", control_on(apply_port)),
         &[(
             "ROWFERRY_APPLY_METRICS__LISTEN",
             format!("127.0.0.1:{apply_metrics}"),
@@ -527,29 +527,22 @@ async fn metrics_count_what_was_replicated_and_lag_follows_a_paused_apply() -> R
     }
 
     // 300 inserts in 3 transactions, 50 updates, 20 deletes.
+    let db = run.db.clone();
     for batch in 0..3 {
         let values: Vec<String> = (1..=100)
             .map(|i| format!("({id}, {id})", id = batch * 100 + i))
             .collect();
-        admin
+        run.admin
             .query_drop(format!("INSERT INTO `{db}`.a VALUES {}", values.join(",")))
             .await?;
     }
-    admin
+    run.admin
         .query_drop(format!("UPDATE `{db}`.a SET v = v + 1 WHERE id <= 50"))
         .await?;
-    admin
+    run.admin
         .query_drop(format!("DELETE FROM `{db}`.a WHERE id > 280"))
         .await?;
-    wait_equal(
-        &mut admin,
-        &mut target,
-        &db,
-        &[("a", "id")],
-        true,
-        Duration::from_secs(90),
-    )
-    .await?;
+    run.wait_equal(&["a"]).await?;
     let rows = |body: &str, service: &str, op: &str| {
         value(
             body,
@@ -613,7 +606,7 @@ async fn metrics_count_what_was_replicated_and_lag_follows_a_paused_apply() -> R
         .pause(apply_pb::PauseRequest { timeout: None })
         .await?;
     for id in 1001..=1200 {
-        admin
+        run.admin
             .query_drop(format!("INSERT INTO `{db}`.a VALUES ({id}, 0)"))
             .await?;
     }
@@ -681,53 +674,21 @@ async fn metrics_count_what_was_replicated_and_lag_follows_a_paused_apply() -> R
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_otel_variables_nothing_is_exported_and_replication_works() -> Result<()> {
-    let stack = Stack::from_env()?;
     // The OTLP default endpoints: an exporter on by default would send here.
     let receiver = OtlpReceiver::start_on(4317, 4318)
         .await
         .context("ports 4317/4318 (the OTLP defaults) must be free for this test")?;
-    let (mut admin, db) = create_database(&stack, "nootel", &TABLES[..1]).await?;
-    let mut target = create_target_tables(&stack, &db, &TABLES[..1]).await?;
-    let start = binlog_end(&mut admin).await?;
-    let name = unique_name("nootel");
+    let mut run = Replication::new("nootel", &TABLES[..1]).await?;
     // Variables that describe the service but do not turn export on.
     let env = [
         ("OTEL_SERVICE_NAME", "should-not-export".to_owned()),
         ("RUST_LOG", "info,tower_http=debug".to_owned()),
     ];
-    let capture = spawn(
-        &capture_binary()?,
-        &name,
-        "capture",
-        &capture_toml(
-            &stack,
-            &name,
-            &db,
-            &start.to_string(),
-            unique_server_id(),
-            "",
-        ),
-        &env,
-    )?;
-    let apply = spawn(
-        &apply_binary()?,
-        &name,
-        "apply",
-        &apply_toml(&stack, &name, &format!("{name}\\.{db}\\..*"), ""),
-        &env,
-    )?;
-    admin
-        .query_drop(format!("INSERT INTO `{db}`.a VALUES (1, 1), (2, 2)"))
-        .await?;
-    wait_equal(
-        &mut admin,
-        &mut target,
-        &db,
-        &[("a", "id")],
-        true,
-        Duration::from_secs(90),
-    )
-    .await?;
+    let capture = run.capture("", &env)?;
+    let apply = run.apply("", "", &env)?;
+    let insert = format!("INSERT INTO `{}`.a VALUES (1, 1), (2, 2)", run.db);
+    run.admin.query_drop(insert).await?;
+    run.wait_equal(&["a"]).await?;
     let capture_log = capture.stop("capture").await?;
     let apply_log = apply.stop("apply").await?;
     ensure!(
@@ -735,7 +696,7 @@ async fn without_otel_variables_nothing_is_exported_and_replication_works() -> R
         "{} export requests arrived",
         receiver.requests()
     );
-    let records = read_committed(&stack.kafka_bootstrap, &format!("{name}.{db}.a"))?;
+    let records = read_committed(&run.stack.kafka_bootstrap, &run.topic("a"))?;
     ensure!(
         records.len() == 2 && records.iter().all(|r| r.header("traceparent").is_none()),
         "records carry trace headers with tracing off"

@@ -139,7 +139,7 @@ pub fn init(
         .with(layers)
         .try_init()
         .map_err(|e| TelemetryError::Install(e.to_string()))?;
-    if provider.is_some() {
+    if let Some(protocol) = protocol {
         propagation::set_enabled();
         tracing::info!(?protocol, "exporting traces over OTLP");
     }

@@ -183,3 +183,35 @@ pub async fn start(
     });
     Ok(Some(Running { stop, task }))
 }
+
+/// Sets the counter `metric{op}` for each operation from per-table counts (copied from a
+/// service's status at scrape time).
+pub fn set_rows_by_op(metric: &'static str, tables: &crate::control::TableCounts) {
+    let mut ops = crate::control::OpCounts::default();
+    for counts in tables.values() {
+        ops.merge(counts);
+    }
+    for (op, count) in [
+        ("c", ops.inserts),
+        ("u", ops.updates),
+        ("d", ops.deletes),
+        ("r", ops.reads),
+    ] {
+        metrics::counter!(metric, "op" => op).absolute(count);
+    }
+}
+
+/// Sets the gauge `metric{state}` to 1 for `current` and 0 for the other `states`.
+pub fn set_state(
+    metric: &'static str,
+    states: &[crate::lifecycle::State],
+    current: crate::lifecycle::State,
+) {
+    for state in states {
+        metrics::gauge!(metric, "state" => state.as_str()).set(if *state == current {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
