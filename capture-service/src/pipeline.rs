@@ -543,8 +543,10 @@ struct Group {
     table_orders: HashMap<TableId, u64>,
     /// Transaction id for the `transaction` block.
     id: String,
-    /// Its span, from the first captured row on (traces exported only).
+    /// Its span, from the first captured row on (traces exported and sampled only).
     trace: Option<TransactionSpan>,
+    /// Whether the span was asked for (the sampler decides once per transaction).
+    trace_decided: bool,
 }
 
 /// What a Kafka transaction being committed is reported with once it is.
@@ -989,6 +991,7 @@ impl Streamer<'_> {
             table_orders: HashMap::new(),
             id,
             trace: None,
+            trace_decided: false,
         });
         Ok(())
     }
@@ -1566,13 +1569,14 @@ impl Streamer<'_> {
         let Some(group) = &mut self.group else {
             return Ok(());
         };
-        if group.trace.is_none() && rowferry_shared::telemetry::tracing_enabled() {
-            group.trace = Some(TransactionSpan::start(Origin {
+        if !group.trace_decided && rowferry_shared::telemetry::tracing_enabled() {
+            group.trace_decided = true;
+            group.trace = TransactionSpan::start(Origin {
                 flavor: self.facts.flavor.as_str(),
                 gtid: group.gtid.as_ref().map(ToString::to_string),
                 file: &group.start_file,
                 pos: group.start_pos,
-            }));
+            });
         }
         if let Some(trace) = &mut group.trace {
             trace.note(&view.schema.id, &view.topic);

@@ -6,10 +6,11 @@ use rowferry_shared::event::TableId;
 use rowferry_shared::telemetry::TraceHeaders;
 use rowferry_shared::telemetry::propagation::{self, TRACEPARENT, TRACESTATE};
 
-/// A traced source transaction (made only while traces are exported).
+/// A traced source transaction (made only while traces are exported, and kept only when
+/// sampled).
 pub(crate) struct TransactionSpan {
     span: tracing::Span,
-    headers: Option<TraceHeaders>,
+    headers: TraceHeaders,
     /// Distinct tables (`db.table`) and topics, in first-seen order.
     tables: Vec<TableId>,
     topics: Vec<String>,
@@ -25,36 +26,47 @@ pub(crate) struct Origin<'a> {
 }
 
 impl TransactionSpan {
-    /// Opens the span of a transaction.
-    pub fn start(origin: Origin<'_>) -> Self {
+    /// Opens the span of a transaction, or `None` when the sampler leaves it out: then its
+    /// records carry no trace context and nothing more is spent on it. The span starts with
+    /// its name only; the attributes are recorded once it is known to be sampled.
+    pub fn start(origin: Origin<'_>) -> Option<Self> {
         let span = tracing::info_span!(
             target: "rowferry_capture::transaction",
             "source transaction",
             otel.name = "publish",
             otel.kind = "producer",
-            messaging.system = "kafka",
-            messaging.operation.type = "send",
-            messaging.operation.name = "send",
+            messaging.system = tracing::field::Empty,
+            messaging.operation.type = tracing::field::Empty,
+            messaging.operation.name = tracing::field::Empty,
             messaging.destination.name = tracing::field::Empty,
             messaging.batch.message_count = tracing::field::Empty,
-            db.system.name = origin.flavor,
+            db.system.name = tracing::field::Empty,
             db.namespace = tracing::field::Empty,
             rowferry.tables = tracing::field::Empty,
-            rowferry.source.gtid = origin.gtid,
-            rowferry.binlog.file = origin.file,
-            rowferry.binlog.position = origin.pos,
+            rowferry.source.gtid = tracing::field::Empty,
+            rowferry.binlog.file = tracing::field::Empty,
+            rowferry.binlog.position = tracing::field::Empty,
             rowferry.binlog.end_position = tracing::field::Empty,
             rowferry.source.commit_ts_ms = tracing::field::Empty,
             rowferry.rows = tracing::field::Empty,
         );
-        let headers = propagation::headers_of(&span);
-        Self {
+        let headers = propagation::sampled_headers_of(&span)?;
+        span.record("messaging.system", "kafka");
+        span.record("messaging.operation.type", "send");
+        span.record("messaging.operation.name", "send");
+        span.record("db.system.name", origin.flavor);
+        if let Some(gtid) = &origin.gtid {
+            span.record("rowferry.source.gtid", gtid.as_str());
+        }
+        span.record("rowferry.binlog.file", origin.file);
+        span.record("rowferry.binlog.position", origin.pos);
+        Some(Self {
             span,
             headers,
             tables: Vec::new(),
             topics: Vec::new(),
             rows: 0,
-        }
+        })
     }
 
     /// Counts one record of `table` sent to `topic`.
@@ -72,10 +84,12 @@ impl TransactionSpan {
 
     /// The headers each record of the transaction carries.
     pub fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.headers.iter().flat_map(|h| {
-            std::iter::once((TRACEPARENT, h.traceparent.as_str()))
-                .chain(h.tracestate.as_deref().map(|s| (TRACESTATE, s)))
-        })
+        std::iter::once((TRACEPARENT, self.headers.traceparent.as_str())).chain(
+            self.headers
+                .tracestate
+                .as_deref()
+                .map(|state| (TRACESTATE, state)),
+        )
     }
 
     /// Records what the whole transaction was, once its end is read.

@@ -6,8 +6,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
-    /// `text` (one human-readable line per event) or `json` (one JSON object per line, for
-    /// log collectors).
+    /// `text` (one line per event), `pretty` (several indented lines per event, for a
+    /// terminal) or `json` (one JSON object per line, for log collectors).
     #[serde(default)]
     pub format: LogFormat,
     /// Filter in `RUST_LOG` syntax (`info`, `warn,rowferry_capture=debug`); `RUST_LOG`, when
@@ -20,9 +20,11 @@ pub struct LogConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// Human-readable.
+    /// One line per event.
     #[default]
     Text,
+    /// Several lines per event, fields and span context indented.
+    Pretty,
     /// One JSON object per line.
     Json,
 }
@@ -71,5 +73,51 @@ impl MetricsConfig {
     /// The listen address, `default` when unset; empty when disabled.
     pub fn listen<'a>(&'a self, default: &'a str) -> &'a str {
         self.listen.as_deref().unwrap_or(default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Sections {
+        #[serde(default)]
+        log: LogConfig,
+        #[serde(default)]
+        metrics: MetricsConfig,
+    }
+
+    fn parse(text: &str) -> Result<Sections, String> {
+        crate::config::from_toml(text)
+    }
+
+    #[test]
+    fn formats_levels_and_listen_addresses_parse() {
+        let defaults = parse("").expect("empty config");
+        assert_eq!(defaults.log.format, LogFormat::Text);
+        assert_eq!(defaults.metrics.listen("127.0.0.1:9464"), "127.0.0.1:9464");
+        for (text, format) in [
+            ("[log]\nformat = \"json\"", LogFormat::Json),
+            ("[log]\nformat = \"pretty\"", LogFormat::Pretty),
+        ] {
+            assert_eq!(parse(text).map(|s| s.log.format), Ok(format));
+        }
+        let off = parse("[metrics]\nlisten = \"\"").expect("metrics off");
+        assert_eq!(off.metrics.listen("127.0.0.1:9464"), "");
+        let error = parse("[log]\nformat = \"xml\"").err().unwrap_or_default();
+        assert!(error.contains("xml") && error.contains("json"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_filter_names_the_key_and_the_fix() {
+        let log = LogConfig {
+            format: LogFormat::Text,
+            level: "info,rowferry_capture=loud".into(),
+        };
+        let (key, reason) = log.check().err().unwrap_or_default();
+        assert_eq!(key, "log.level");
+        assert!(reason.contains("use a level"), "{reason}");
+        assert!(LogConfig::default().check().is_ok());
     }
 }

@@ -119,6 +119,15 @@ pub fn init(
             })
             .with_filter(filter)
             .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .event_format(TracedLines {
+                inner: tracing_subscriber::fmt::format().pretty(),
+                json: false,
+                trace_ids,
+            })
+            .with_filter(filter)
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())

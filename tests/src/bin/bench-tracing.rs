@@ -6,8 +6,9 @@
 //! record), so small transactions show it. Each round runs the release `rowferry-capture` from
 //! the position before them until its stored position passes the end (clock stopped at that
 //! position record's Kafka timestamp), then the release `rowferry-apply` (batch mode) on the
-//! topic until the target holds every row. Modes alternate within a round; three rounds
-//! (`ROWFERRY_BENCH_ROUNDS`), medians printed as a table row per mode.
+//! topic until the target holds every row. Modes alternate within a round; a warm-up run
+//! then three rounds (`ROWFERRY_BENCH_ROUNDS`), medians printed as a table row per mode.
+//! Processes stop with SIGTERM, so the spans still queued are exported and counted.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,7 +19,7 @@ use mysql_async::prelude::Queryable;
 use rowferry_tests::apply::{apply_toml, target_conn};
 use rowferry_tests::bench::{ORDERS, release_binary, wait_captured};
 use rowferry_tests::capture::{binlog_end, capture_toml};
-use rowferry_tests::control::service_command;
+use rowferry_tests::control::{service_command, terminate};
 use rowferry_tests::kafka::delete_topics;
 use rowferry_tests::otlp::OtlpReceiver;
 use rowferry_tests::{Stack, unique_name, unique_server_id};
@@ -121,8 +122,8 @@ async fn capture_run(
         otlp_port,
     )?;
     let done_ms = wait_captured(stack, name, end).await?;
-    child.start_kill()?;
-    let _ = child.wait().await;
+    // SIGTERM: the spans still queued are exported before the process exits.
+    terminate(&mut child, "rowferry-capture").await?;
     Ok(((done_ms - started_ms).max(1) as f64) / 1000.0)
 }
 
@@ -168,8 +169,7 @@ async fn apply_run(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    child.start_kill()?;
-    let _ = child.wait().await;
+    terminate(&mut child, "rowferry-apply").await?;
     Ok(seconds)
 }
 
@@ -222,8 +222,12 @@ async fn main() -> Result<()> {
     );
     let mut capture = vec![Vec::new(); MODES.len()];
     let mut apply = vec![Vec::new(); MODES.len()];
-    for round in 0..rounds {
+    // Round 0 warms the caches (page cache, broker, target buffer pool) and is not counted.
+    for round in 0..=rounds {
         for (i, mode) in MODES.iter().enumerate() {
+            if round == 0 && i > 0 {
+                continue;
+            }
             let name = unique_name("benchtrace");
             let spans_before = receiver.spans().len();
             let c = capture_run(
@@ -255,8 +259,10 @@ async fn main() -> Result<()> {
                 rows as f64 / a,
                 receiver.spans().len() - spans_before
             );
-            capture[i].push(rows as f64 / c);
-            apply[i].push(rows as f64 / a);
+            if round > 0 {
+                capture[i].push(rows as f64 / c);
+                apply[i].push(rows as f64 / a);
+            }
             delete_topics(
                 &stack.kafka_bootstrap,
                 &[format!("{name}.{db}.orders"), format!("{name}.offsets")],
