@@ -88,7 +88,7 @@ bench: stack-up ## capture and apply benchmarks: 1M row changes, throughput, pea
 
 bench-tracing: stack-up ## capture and apply throughput with traces off, sampled 1 % and 100 % (OTLP to an in-process receiver)
 	$(CARGO) build --release --locked -p rowferry-capture -p rowferry-apply -p rowferry-tests --bin rowferry-capture --bin rowferry-apply --bin bench-tracing
-	@echo "| tracing | load | capture | vs off | apply | vs off |"
+	@echo "| tracing | load | capture | capture CPU per event (vs off) | apply | apply CPU per event (vs off) |"
 	@echo "|---|---|---|---|---|---|"
 	$(WITH_STACK_ENV) $${CARGO_TARGET_DIR:-target}/release/bench-tracing
 

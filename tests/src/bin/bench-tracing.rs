@@ -7,7 +7,10 @@
 //! the position before them until its stored position passes the end (clock stopped at that
 //! position record's Kafka timestamp), then the release `rowferry-apply` (batch mode) on the
 //! topic until the target holds every row. Modes alternate within a round; a warm-up run
-//! then three rounds (`ROWFERRY_BENCH_ROUNDS`), medians printed as a table row per mode.
+//! then three rounds (`ROWFERRY_BENCH_ROUNDS`), medians printed as a table row per mode:
+//! throughput, and CPU time per event (user + system of the service until it caught up),
+//! which the machine's noise (services, MariaDB and the broker share two cores) moves far less
+//! than throughput.
 //! Processes stop with SIGTERM, so the spans still queued are exported and counted.
 
 use std::process::Stdio;
@@ -17,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use rowferry_tests::apply::{apply_toml, target_conn};
-use rowferry_tests::bench::{ORDERS, release_binary, wait_captured};
+use rowferry_tests::bench::{ORDERS, cpu_seconds, release_binary, wait_captured};
 use rowferry_tests::capture::{binlog_end, capture_toml};
 use rowferry_tests::control::{service_command, terminate};
 use rowferry_tests::kafka::delete_topics;
@@ -86,7 +89,15 @@ fn spawn(
     Ok(command.spawn()?)
 }
 
-/// One capture run from `start` to `end`: seconds until the position passed `end`.
+/// What one run measured.
+struct Run {
+    /// Wall-clock seconds until caught up.
+    seconds: f64,
+    /// CPU seconds (user + system) the service used until then.
+    cpu: f64,
+}
+
+/// One capture run from `start` to `end`: until the position passed `end`.
 async fn capture_run(
     stack: &Stack,
     db: &str,
@@ -95,7 +106,7 @@ async fn capture_run(
     end: &rowferry_shared::position::BinlogFilePosition,
     mode: &Mode,
     otlp_port: u16,
-) -> Result<f64> {
+) -> Result<Run> {
     let toml = capture_toml(
         stack,
         name,
@@ -122,13 +133,17 @@ async fn capture_run(
         otlp_port,
     )?;
     let done_ms = wait_captured(stack, name, end).await?;
+    let cpu = child.id().and_then(cpu_seconds).unwrap_or(f64::NAN);
     // SIGTERM: the spans still queued are exported before the process exits.
     terminate(&mut child, "rowferry-capture").await?;
-    Ok(((done_ms - started_ms).max(1) as f64) / 1000.0)
+    Ok(Run {
+        seconds: ((done_ms - started_ms).max(1) as f64) / 1000.0,
+        cpu,
+    })
 }
 
-/// One apply run of the capture `name`'s topic into an emptied target table: seconds until
-/// the target holds `rows` rows.
+/// One apply run of the capture `name`'s topic into an emptied target table: until the
+/// target holds `rows` rows.
 async fn apply_run(
     stack: &Stack,
     target: &mut Conn,
@@ -137,7 +152,7 @@ async fn apply_run(
     rows: u64,
     mode: &Mode,
     otlp_port: u16,
-) -> Result<f64> {
+) -> Result<Run> {
     target
         .query_drop(format!("TRUNCATE TABLE `{db}`.orders"))
         .await?;
@@ -169,8 +184,9 @@ async fn apply_run(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = child.id().and_then(cpu_seconds).unwrap_or(f64::NAN);
     terminate(&mut child, "rowferry-apply").await?;
-    Ok(seconds)
+    Ok(Run { seconds, cpu })
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -220,8 +236,8 @@ async fn main() -> Result<()> {
         rows / per_txn,
         fill.elapsed().as_secs_f64()
     );
-    let mut capture = vec![Vec::new(); MODES.len()];
-    let mut apply = vec![Vec::new(); MODES.len()];
+    // Per mode: events/s and CPU µs per event, of capture and of apply.
+    let mut figures = vec![[Vec::new(), Vec::new(), Vec::new(), Vec::new()]; MODES.len()];
     // Round 0 warms the caches (page cache, broker, target buffer pool) and is not counted.
     for round in 0..=rounds {
         for (i, mode) in MODES.iter().enumerate() {
@@ -252,16 +268,23 @@ async fn main() -> Result<()> {
             )
             .await
             .with_context(|| format!("apply, tracing {}", mode.label))?;
+            let per_event = |cpu: f64| cpu * 1e6 / rows as f64;
             eprintln!(
-                "bench: round {round}, tracing {}: capture {:.0} events/s, apply {:.0} changes/s, {} spans",
+                "bench: round {round}, tracing {}: capture {:.0} events/s ({:.2} µs CPU each), \
+                 apply {:.0} changes/s ({:.2} µs CPU each), {} spans",
                 mode.label,
-                rows as f64 / c,
-                rows as f64 / a,
+                rows as f64 / c.seconds,
+                per_event(c.cpu),
+                rows as f64 / a.seconds,
+                per_event(a.cpu),
                 receiver.spans().len() - spans_before
             );
             if round > 0 {
-                capture[i].push(rows as f64 / c);
-                apply[i].push(rows as f64 / a);
+                let [cr, cc, ar, ac] = &mut figures[i];
+                cr.push(rows as f64 / c.seconds);
+                cc.push(per_event(c.cpu));
+                ar.push(rows as f64 / a.seconds);
+                ac.push(per_event(a.cpu));
             }
             delete_topics(
                 &stack.kafka_bootstrap,
@@ -270,17 +293,17 @@ async fn main() -> Result<()> {
             .await?;
         }
     }
-    let base_capture = median(&mut capture[0].clone());
-    let base_apply = median(&mut apply[0].clone());
-    for (i, mode) in MODES.iter().enumerate() {
-        let c = median(&mut capture[i]);
-        let a = median(&mut apply[i]);
+    let medians: Vec<[f64; 4]> = figures
+        .iter_mut()
+        .map(|[cr, cc, ar, ac]| [median(cr), median(cc), median(ar), median(ac)])
+        .collect();
+    let base = medians[0];
+    for (mode, [cr, cc, ar, ac]) in MODES.iter().zip(&medians) {
         println!(
-            "| {} | {rows} in {}-row transactions | {c:.0} events/s | {:+.1} % | {a:.0} changes/s | {:+.1} % |",
+            "| {} | {rows} in {per_txn}-row transactions | {cr:.0} events/s | {cc:.2} µs ({:+.1} %) | {ar:.0} changes/s | {ac:.2} µs ({:+.1} %) |",
             mode.label,
-            per_txn,
-            (c / base_capture - 1.0) * 100.0,
-            (a / base_apply - 1.0) * 100.0,
+            (cc / base[1] - 1.0) * 100.0,
+            (ac / base[3] - 1.0) * 100.0,
         );
     }
     Ok(())
