@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{PoisonPolicy, StartAt};
 use crate::record::{Keep, Record};
-use crate::status::{State, partition_key};
+use crate::status::{State, now_ms, partition_key};
 use crate::worker::{Input, Report, Shared, Worker};
 
 /// Records a worker may have waiting before its partition is paused.
@@ -66,6 +66,9 @@ pub struct ApplyContext {
     /// Paused on request: partitions assigned meanwhile stay paused, without workers, until
     /// the resume restarts them at their stored offsets.
     paused: AtomicBool,
+    /// Each partition's end and lag when the pause began (`topic/partition` keys): the
+    /// baseline of the lag reported while paused.
+    paused_marks: Mutex<HashMap<String, (i64, i64)>>,
 }
 
 impl ClientContext for ApplyContext {
@@ -98,17 +101,14 @@ impl ClientContext for ApplyContext {
                 })
             })
             .collect();
+        let now = now_ms();
         self.shared.status.send_if_modified(|s| {
             let mut changed = false;
             for (key, end, fetch_next, fetched, dispatched) in &marks {
                 if let Some(entry) = s.partitions.get_mut(key) {
                     let lag =
                         partition_lag(*end, *fetch_next, *fetched, *dispatched, entry.next_offset);
-                    if entry.high_watermark != Some(*end) || entry.lag != lag {
-                        entry.high_watermark = Some(*end);
-                        entry.lag = lag;
-                        changed = true;
-                    }
+                    changed |= entry.set_lag(*end, lag, now);
                 }
             }
             changed
@@ -176,6 +176,14 @@ impl ConsumerContext for ApplyContext {
 }
 
 impl ApplyContext {
+    /// The ends and lags recorded when the pause began.
+    fn paused_marks(&self) -> HashMap<String, (i64, i64)> {
+        self.paused_marks
+            .lock()
+            .map(|marks| marks.clone())
+            .unwrap_or_default()
+    }
+
     fn workers(&self) -> MutexGuard<'_, HashMap<PartitionId, WorkerHandle>> {
         self.workers
             .lock()
@@ -371,6 +379,7 @@ pub fn run(
         cancel: cancel.clone(),
         workers: Mutex::new(HashMap::new()),
         paused: AtomicBool::new(false),
+        paused_marks: Mutex::new(HashMap::new()),
     };
     let consumer: BaseConsumer<ApplyContext> = client.create_with_context(context)?;
     let subscription: Vec<String> = match &config.kafka.topic_pattern {
@@ -578,14 +587,12 @@ fn drain_backlogs(consumer: &BaseConsumer<ApplyContext>) -> bool {
     waiting
 }
 
-/// Pauses or resumes as the controller asks. A pause stops every worker (each commits its
-/// batch in flight and drops what it had queued) and pauses the assigned partitions, keeping
-/// the group membership; then it is confirmed. A resume assigns every partition again at its
-/// stored offset, so nothing dropped is lost and nothing applied is applied again.
 /// While paused nothing is fetched, so librdkafka's statistics stop moving: ask the brokers
 /// for each assigned partition's end instead (a read_committed consumer's offset query
-/// answers with the last stable offset). That lag also counts the transaction markers
-/// after the stored offset: an upper bound until the apply resumes.
+/// answers with the last stable offset). The lag is the one at the pause plus what was
+/// appended since (commit markers of new transactions included: an upper bound); a
+/// partition assigned while paused, with no such baseline, counts from its stored offset.
+/// One pass takes a second at most, so a slow broker cannot hold up the consumer loop.
 fn refresh_paused_lag(consumer: &BaseConsumer<ApplyContext>) {
     let assigned: Vec<(String, i32)> = consumer
         .assignment()
@@ -596,31 +603,43 @@ fn refresh_paused_lag(consumer: &BaseConsumer<ApplyContext>) {
                 .collect()
         })
         .unwrap_or_default();
-    let ends: Vec<(String, i64)> = assigned
-        .iter()
-        .filter_map(|(topic, partition)| {
-            let (_, end) = consumer
-                .fetch_watermarks(topic, *partition, Duration::from_millis(500))
-                .ok()?;
-            Some((partition_key(topic, *partition), end))
-        })
-        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut ends: Vec<(String, i64)> = Vec::new();
+    for (topic, partition) in &assigned {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match consumer.fetch_watermarks(topic, *partition, left.min(Duration::from_millis(500))) {
+            Ok((_, end)) => ends.push((partition_key(topic, *partition), end)),
+            Err(error) => {
+                tracing::debug!(%error, topic, partition, "cannot read the partition's end while paused");
+            }
+        }
+    }
+    let baselines = consumer.context().paused_marks();
+    let now = now_ms();
     consumer.context().shared.status.send_if_modified(|s| {
         let mut changed = false;
         for (key, end) in &ends {
             if let Some(entry) = s.partitions.get_mut(key) {
-                let lag = entry.next_offset.map(|next| (end - next).max(0));
-                if entry.high_watermark != Some(*end) || entry.lag != lag {
-                    entry.high_watermark = Some(*end);
-                    entry.lag = lag;
-                    changed = true;
-                }
+                let lag = match baselines.get(key) {
+                    Some((end_at_pause, lag_at_pause)) => {
+                        Some(lag_at_pause + (end - end_at_pause).max(0))
+                    }
+                    None => entry.next_offset.map(|next| (end - next).max(0)),
+                };
+                changed |= entry.set_lag(*end, lag, now);
             }
         }
         changed
     });
 }
 
+/// Pauses or resumes as the controller asks. A pause stops every worker (each commits its
+/// batch in flight and drops what it had queued) and pauses the assigned partitions, keeping
+/// the group membership; then it is confirmed. A resume assigns every partition again at its
+/// stored offset, so nothing dropped is lost and nothing applied is applied again.
 fn follow_pause(consumer: &BaseConsumer<ApplyContext>, control: &RunControl) {
     let context = consumer.context();
     let paused = context.paused.load(Ordering::SeqCst);
@@ -639,6 +658,17 @@ fn follow_pause(consumer: &BaseConsumer<ApplyContext>, control: &RunControl) {
         .unwrap_or_default();
     if wanted {
         context.paused.store(true, Ordering::SeqCst);
+        let marks: HashMap<String, (i64, i64)> = context
+            .shared
+            .status
+            .borrow()
+            .partitions
+            .iter()
+            .filter_map(|(key, p)| Some((key.clone(), (p.high_watermark?, p.lag?))))
+            .collect();
+        if let Ok(mut baseline) = context.paused_marks.lock() {
+            *baseline = marks;
+        }
         context.stop_workers(None, false);
         if let Ok(tpl) = consumer.assignment()
             && let Err(error) = consumer.pause(&tpl)

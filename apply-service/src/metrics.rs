@@ -8,7 +8,7 @@ use rowferry_shared::lifecycle::{ControlView, State};
 use rowferry_shared::telemetry::metrics_endpoint::{Probe, set_rows_by_op, set_state};
 use tokio::sync::watch;
 
-use crate::status::{ApplyStatus, StatusReceiver};
+use crate::status::{ApplyStatus, StatusReceiver, now_ms};
 
 /// States reported by `rowferry_apply_state`.
 const STATES: &[State] = &[
@@ -102,19 +102,21 @@ pub(crate) fn error(kind: &'static str) {
     counter!("rowferry_apply_errors_total", "kind" => kind).increment(1);
 }
 
-/// The replication lag in seconds as of `now_ms`: for partitions with records left, the age
-/// of the last change applied there; 0 when every partition is caught up.
+/// The replication lag in seconds as of `now_ms`: over the partitions with records to
+/// apply, the longest time since the later of the source commit of the last change applied
+/// there and the moment it fell behind (so an idle hour before new changes does not count);
+/// 0 when every partition is caught up.
 pub fn lag_seconds(status: &ApplyStatus, now_ms: i64) -> f64 {
-    let oldest = status
+    status
         .partitions
         .values()
         .filter(|p| p.lag.is_some_and(|lag| lag > 0))
-        .filter_map(|p| p.source_ts_ms)
-        .min();
-    match oldest {
-        Some(ts) => ((now_ms - ts).max(0) as f64) / 1000.0,
-        None => 0.0,
-    }
+        .map(|p| {
+            let since = p.behind_since_ms.unwrap_or(now_ms);
+            let from = p.source_ts_ms.map_or(since, |ts| ts.max(since));
+            ((now_ms - from).max(0) as f64) / 1000.0
+        })
+        .fold(0.0, f64::max)
 }
 
 /// Reads the apply's status for the endpoint.
@@ -146,10 +148,7 @@ impl Probe for ApplyProbe {
         set_rows_by_op("rowferry_apply_rows_total", &status.tables);
         let lag: i64 = status.partitions.values().filter_map(|p| p.lag).sum();
         gauge!("rowferry_apply_lag_records").set(lag.max(0) as f64);
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        gauge!("rowferry_apply_lag_seconds").set(lag_seconds(&status, now_ms));
+        gauge!("rowferry_apply_lag_seconds").set(lag_seconds(&status, now_ms()));
         gauge!("rowferry_apply_assigned_partitions").set(status.partitions.len() as f64);
         set_state("rowferry_apply_state", STATES, self.state());
     }
@@ -168,19 +167,34 @@ mod tests {
     use crate::status::PartitionStatus;
 
     #[test]
-    fn lag_is_the_age_of_the_oldest_partition_behind() {
+    fn lag_counts_from_the_later_of_the_last_change_and_falling_behind() {
         let mut status = ApplyStatus::default();
-        assert_eq!(lag_seconds(&status, 10_000), 0.0);
-        let partition = |lag, ts| PartitionStatus {
+        assert_eq!(lag_seconds(&status, 100_000), 0.0);
+        let partition = |lag, ts: Option<i64>, since: Option<i64>| PartitionStatus {
             next_offset: Some(5),
-            source_ts_ms: Some(ts),
+            source_ts_ms: ts,
             high_watermark: Some(5 + lag),
             lag: Some(lag),
+            behind_since_ms: since,
         };
-        status.partitions.insert("t/0".into(), partition(0, 1_000));
-        assert_eq!(lag_seconds(&status, 10_000), 0.0, "caught up");
-        status.partitions.insert("t/1".into(), partition(3, 4_000));
-        status.partitions.insert("t/2".into(), partition(1, 7_000));
-        assert_eq!(lag_seconds(&status, 10_000), 6.0);
+        status
+            .partitions
+            .insert("t/0".into(), partition(0, Some(1_000), None));
+        assert_eq!(lag_seconds(&status, 100_000), 0.0, "caught up");
+        // Behind for a while, applying as it goes: the age of the last change applied.
+        status
+            .partitions
+            .insert("t/1".into(), partition(3, Some(90_000), Some(80_000)));
+        assert_eq!(lag_seconds(&status, 100_000), 10.0);
+        // Idle for an hour, then new changes: counted from when it fell behind.
+        status
+            .partitions
+            .insert("t/2".into(), partition(1, Some(1_000), Some(99_000)));
+        assert_eq!(lag_seconds(&status, 100_000), 10.0);
+        // Restarted, nothing applied yet: from when it was seen behind.
+        status
+            .partitions
+            .insert("t/3".into(), partition(7, None, Some(70_000)));
+        assert_eq!(lag_seconds(&status, 100_000), 30.0);
     }
 }

@@ -64,6 +64,7 @@ pub async fn run_controlled(
     });
     if let Err(error) = &result {
         tracing::error!(%error, "apply failed");
+        crate::metrics::error("fatal");
     }
     result
 }
@@ -139,6 +140,7 @@ async fn prepare_target(
             Ok(()) => return Ok(()),
             Err(error) if error.is_transient() => {
                 tracing::warn!(%error, retry_in = ?delay, "target unreachable");
+                crate::metrics::error("target");
                 status.send_modify(|s| {
                     s.state = State::Retrying;
                     s.error = Some(error.to_string());

@@ -20,6 +20,34 @@ pub struct PartitionStatus {
     pub high_watermark: Option<i64>,
     /// Records not yet applied, as of the same report (`None` before the first commit).
     pub lag: Option<i64>,
+    /// Since when (ms since the epoch) the partition has had records to apply.
+    pub behind_since_ms: Option<i64>,
+}
+
+impl PartitionStatus {
+    /// Takes a new end and lag as of `now_ms`; whether anything changed.
+    pub fn set_lag(&mut self, end: i64, lag: Option<i64>, now_ms: i64) -> bool {
+        let behind = lag.is_some_and(|l| l > 0);
+        let behind_since_ms = match (behind, self.behind_since_ms) {
+            (false, _) => None,
+            (true, Some(since)) => Some(since),
+            (true, None) => Some(now_ms),
+        };
+        let changed = self.high_watermark != Some(end)
+            || self.lag != lag
+            || self.behind_since_ms != behind_since_ms;
+        self.high_watermark = Some(end);
+        self.lag = lag;
+        self.behind_since_ms = behind_since_ms;
+        changed
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A snapshot of an apply's status.

@@ -71,9 +71,8 @@ fn process_span(batch: &Batch<'_>, records: usize, first_offset: i64) -> tracing
         messaging.consumer.group.name = batch.group,
         messaging.kafka.offset = first_offset,
         messaging.batch.message_count = records,
-        db.system.name = "mysql",
-        rowferry.changes = tracing::field::Empty,
-        rowferry.statements = tracing::field::Empty,
+        rowferry.commit.changes = tracing::field::Empty,
+        rowferry.commit.statements = tracing::field::Empty,
     )
 }
 
@@ -103,11 +102,12 @@ impl CommitSpans {
         Self { spans }
     }
 
-    /// The commit succeeded with `changes` changes in `statements` statements.
+    /// The commit succeeded with `changes` changes in `statements` statements (the whole
+    /// target transaction's, which may hold several source transactions).
     pub fn committed(&self, changes: usize, statements: usize) {
         for span in &self.spans {
-            span.record("rowferry.changes", changes);
-            span.record("rowferry.statements", statements);
+            span.record("rowferry.commit.changes", changes);
+            span.record("rowferry.commit.statements", statements);
         }
     }
 

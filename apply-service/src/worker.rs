@@ -19,7 +19,7 @@ use crate::dead_letter::DeadLetter;
 use crate::decode::{self, Format, TypedDecoders};
 use crate::planner::Change;
 use crate::record::Record;
-use crate::status::{PartitionStatus, StatusSender, partition_key};
+use crate::status::{StatusSender, partition_key};
 use crate::target::offsets::OffsetsTable;
 use crate::target::tables::{self, TargetTable};
 use crate::target::{TargetError, TargetOptions, exec};
@@ -143,16 +143,10 @@ impl Worker {
         let stop = self.cancel.child_token();
         self.cancel = stop.clone();
         let key = partition_key(&self.topic, self.partition);
+        // A partition resumed or re-assigned keeps what is known of it (when it fell behind,
+        // its last change) until the next commit and statistics say more.
         self.shared.status.send_modify(|s| {
-            s.partitions.insert(
-                key.clone(),
-                PartitionStatus {
-                    next_offset: self.previous,
-                    source_ts_ms: None,
-                    high_watermark: None,
-                    lag: None,
-                },
-            );
+            s.partitions.entry(key.clone()).or_default().next_offset = self.previous;
         });
         let (chunks, receiver) = mpsc::channel(1);
         let writer = Writer::new(

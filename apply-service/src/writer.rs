@@ -231,7 +231,7 @@ impl Writer {
                     self.retry_wait(&e.to_string(), &mut delay).await?;
                 }
                 Err(Attempt::Fatal(reason)) => {
-                    metrics::error("fatal");
+                    // Counted as `fatal` where the run ends with it.
                     spans.failed(&reason);
                     return Err(Exit::Fatal(format!(
                         "{}/{}: {reason}",
@@ -239,8 +239,8 @@ impl Writer {
                     )));
                 }
                 Err(Attempt::Permanent(reason)) => {
-                    spans.failed(&reason);
                     if records.len() == 1 {
+                        spans.failed(&reason);
                         return self.poison(&records[0], &reason).await;
                     }
                     // Find the record the target refuses: one transaction per record.

@@ -58,13 +58,16 @@ impl CapturePipeline {
                 request.action
             ))
         })?;
-        let running = self
-            .status
-            .borrow()
-            .snapshot
-            .as_ref()
-            .is_some_and(|s| s.incremental && s.running)
-            || self.commands.start_queued();
+        // The queue first: the streamer reports a taken START before it stops counting it as
+        // queued, so reading in this order always sees it in one of the two.
+        let queued = self.commands.start_queued();
+        let running = queued
+            || self
+                .status
+                .borrow()
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.incremental && s.running);
         let command = match action {
             pb::SnapshotAction::Unspecified | pb::SnapshotAction::Start => {
                 if request.tables.is_empty() {

@@ -782,7 +782,7 @@ impl Streamer<'_> {
                 rowferry_shared::control::merge_tables(&mut s.tables, &tables);
             });
             // The records are visible to read_committed consumers now: the spans end.
-            drop(spans);
+            spans.into_iter().for_each(TransactionSpan::committed);
         }
     }
 
@@ -1096,6 +1096,7 @@ impl Streamer<'_> {
     async fn drive_incremental(&mut self) -> Result<(), CaptureError> {
         let requests = self.commands.take();
         if !requests.is_empty() {
+            let taken = requests.clone();
             let mut run = self.incremental.take();
             for request in requests {
                 tracing::info!(?request, "incremental snapshot request");
@@ -1117,7 +1118,11 @@ impl Streamer<'_> {
             self.incremental = run;
             self.sync_incremental();
             // Durable at once: a restart sees the request.
-            self.commit_boundary(true).await?;
+            if let Err(error) = self.commit_boundary(true).await {
+                // Not stored: the next run takes the requests again.
+                self.commands.restore(taken);
+                return Err(error);
+            }
             self.report_incremental();
             self.commands.settled();
         }

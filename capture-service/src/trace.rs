@@ -15,6 +15,8 @@ pub(crate) struct TransactionSpan {
     tables: Vec<TableId>,
     topics: Vec<String>,
     rows: u64,
+    /// Its Kafka transaction committed; a span dropped without it was abandoned.
+    committed: bool,
 }
 
 /// Where the transaction starts in the binlog.
@@ -35,6 +37,8 @@ impl TransactionSpan {
             "source transaction",
             otel.name = "publish",
             otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
             messaging.system = tracing::field::Empty,
             messaging.operation.type = tracing::field::Empty,
             messaging.operation.name = tracing::field::Empty,
@@ -66,6 +70,7 @@ impl TransactionSpan {
             tables: Vec::new(),
             topics: Vec::new(),
             rows: 0,
+            committed: false,
         })
     }
 
@@ -111,6 +116,23 @@ impl TransactionSpan {
         }
         if let [topic] = self.topics.as_slice() {
             span.record("messaging.destination.name", topic.as_str());
+        }
+    }
+
+    /// Its records are committed in Kafka: the span ends well.
+    pub fn committed(mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for TransactionSpan {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.span.record("otel.status_code", "ERROR");
+            self.span.record(
+                "otel.status_description",
+                "not committed to Kafka: the run was interrupted and reads the transaction again",
+            );
         }
     }
 }

@@ -115,6 +115,18 @@ impl Commands {
         self.start_in_hand.store(false, Ordering::SeqCst);
     }
 
+    /// Puts back requests taken but not stored (their commit failed): the next run takes
+    /// them again, before any newer one.
+    pub fn restore(&self, taken: Vec<Command>) {
+        if let Ok(mut queue) = self.queue.lock() {
+            for command in taken.into_iter().rev() {
+                queue.push_front(command);
+            }
+        }
+        self.start_in_hand.store(false, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
     /// Resolves when a request is queued.
     pub async fn queued(&self) {
         self.notify.notified().await;
@@ -222,6 +234,12 @@ mod tests {
         assert!(!commands.start_queued());
         commands.take();
         assert!(!commands.start_queued(), "a cancelled start is not in hand");
+        // A failed commit puts the requests back, in order.
+        commands.push(start(&["b"]));
+        let taken = commands.take();
+        commands.restore(taken);
+        assert!(commands.start_queued());
+        assert_eq!(commands.take(), vec![start(&["b"])]);
     }
 
     fn start(tables: &[&str]) -> Command {

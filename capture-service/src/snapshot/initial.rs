@@ -358,6 +358,7 @@ impl Snapshotter<'_> {
         let mut delivered = None;
         for done in self.writer.take_completed() {
             delivered = done.position.snapshot.clone().or(delivered);
+            crate::metrics::kafka_commit(done.records, done.bytes, done.duration);
             self.status.send_modify(|s| {
                 s.committed = Some(done.position);
                 s.records_committed += done.records as u64;
@@ -382,6 +383,19 @@ impl Snapshotter<'_> {
         self.status.send_modify(|s| {
             if first {
                 s.state = State::Snapshotting;
+            } else if let Some(before) = &s.snapshot {
+                // The rows delivered since the last report count as reads of their table.
+                for table in &shown.tables {
+                    let name = table.id().to_string();
+                    let earlier = before
+                        .tables
+                        .iter()
+                        .find(|t| t.table == name)
+                        .map_or(0, |t| t.rows);
+                    if table.rows > earlier {
+                        s.tables.entry(table.id()).or_default().reads += table.rows - earlier;
+                    }
+                }
             }
             s.snapshot = Some(status);
         });

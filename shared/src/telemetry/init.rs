@@ -5,7 +5,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{EnvFilter, FilterFn};
+use tracing_subscriber::filter::{EnvFilter, FilterFn, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::Registry;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -104,7 +104,10 @@ pub fn init(
         layers.push(
             tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer(service))
-                .with_filter(FilterFn::new(exported))
+                // Without the hint the process's maximum level would become TRACE, and every
+                // `log` record of a dependency (rdkafka logs each poll) would be built and
+                // dispatched only to be dropped: 15 % more CPU in apply.
+                .with_filter(FilterFn::new(exported).with_max_level_hint(LevelFilter::INFO))
                 .boxed(),
         );
     }

@@ -8,7 +8,7 @@ use opentelemetry::trace::TraceContextExt;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, Registry};
 
 /// Wraps a line format: masks URL passwords, appends `trace_id`/`span_id`.
 pub(crate) struct TracedLines<F> {
@@ -39,7 +39,7 @@ where
             Cow::Owned(redacted) => redacted,
         };
         if self.trace_ids
-            && let Some((trace_id, span_id)) = current_ids(ctx)
+            && let Some((trace_id, span_id)) = current_ids()
         {
             let body = line.trim_end_matches('\n').len();
             line.truncate(body);
@@ -57,26 +57,28 @@ where
     }
 }
 
-/// The trace and span id of the innermost span the OpenTelemetry layer tracks.
-fn current_ids<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<(String, String)>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    let ids: Vec<tracing::span::Id> = ctx.event_scope()?.map(|span| span.id()).collect();
+/// The trace and span id of the innermost current span the OpenTelemetry layer tracks. Read
+/// from the registry, not from the log layer's context: that one only holds the spans the
+/// log filter enables, and a `warn` filter would hide every INFO span.
+fn current_ids() -> Option<(String, String)> {
     tracing::dispatcher::get_default(|dispatch| {
-        for id in &ids {
-            if let Some(context) = tracing_opentelemetry::get_otel_context(id, dispatch) {
-                let span_context = context.span().span_context().clone();
-                if span_context.is_valid() {
-                    return Some((
-                        span_context.trace_id().to_string(),
-                        span_context.span_id().to_string(),
-                    ));
-                }
-            }
-        }
-        None
+        let current = dispatch.current_span();
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let ids: Vec<tracing::span::Id> = registry
+            .span(current.id()?)?
+            .scope()
+            .map(|span| span.id())
+            .collect();
+        ids.iter().find_map(|id| {
+            let context = tracing_opentelemetry::get_otel_context(id, dispatch)?;
+            let span_context = context.span().span_context().clone();
+            span_context.is_valid().then(|| {
+                (
+                    span_context.trace_id().to_string(),
+                    span_context.span_id().to_string(),
+                )
+            })
+        })
     })
 }
 
@@ -95,7 +97,9 @@ pub(crate) fn redact_urls(text: &str) -> Cow<'_, str> {
         let tail = &rest[authority_start..];
         let authority_len = tail
             .find(|c: char| {
-                c == '/' || c == '?' || c == '#' || c.is_whitespace() || "\"'\\,;)]}>".contains(c)
+                // Where a URL's authority ends. `;`, `,`, `)` and the like may stand in a
+                // password unencoded, so they do not end it.
+                c == '/' || c == '?' || c == '#' || c == '"' || c == '\'' || c.is_whitespace()
             })
             .unwrap_or(tail.len());
         let authority = &tail[..authority_len];
@@ -131,6 +135,10 @@ mod tests {
         assert_eq!(
             redact_urls(r#"{"url":"mysql://a:p@ss@h","b":"https://u:v@k/"}"#),
             r#"{"url":"mysql://a:***@h","b":"https://u:***@k/"}"#
+        );
+        assert_eq!(
+            redact_urls("mysql://app:pa;ss,w)rd@db:3306"),
+            "mysql://app:***@db:3306"
         );
         let plain = "mysql://app@db:3306 and http://127.0.0.1:4317 at 12:00";
         assert!(matches!(redact_urls(plain), Cow::Borrowed(_)));

@@ -43,6 +43,20 @@ pub(crate) fn protocol_from_env(
     if !wanted {
         return Ok(None);
     }
+    for variable in [
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    ] {
+        if let Some(value) = set(variable) {
+            return Err(TelemetryError::Environment {
+                variable,
+                reason: format!(
+                    "is `{value}`, but rowferry is built without OTLP compression; unset it \
+                     (a collector on the same host or network can compress onwards)"
+                ),
+            });
+        }
+    }
     let (variable, protocol) = match set("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
         Some(p) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", p),
         None => (
@@ -176,6 +190,17 @@ mod tests {
         .unwrap_or_default();
         assert!(
             error.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && error.contains("http/protobuf"),
+            "{error}"
+        );
+        let error = protocol_from_env(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ]))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            error.contains("COMPRESSION") && error.contains("unset it"),
             "{error}"
         );
     }
