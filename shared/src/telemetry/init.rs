@@ -99,15 +99,18 @@ pub fn init(
         Some(protocol) => Some(otlp::provider(protocol, otlp::resource(service, version))?),
         None => None,
     };
+    // What `log` records (rdkafka logs every poll at trace level) may pass: the log filter's
+    // levels, WARN at least (the OpenTelemetry layer takes WARN and ERROR events).
+    let log_records = filter
+        .max_level_hint()
+        .unwrap_or(LevelFilter::TRACE)
+        .max(LevelFilter::WARN);
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
     if let Some(provider) = &provider {
         layers.push(
             tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer(service))
-                // Without the hint the process's maximum level would become TRACE, and every
-                // `log` record of a dependency (rdkafka logs each poll) would be built and
-                // dispatched only to be dropped: 15 % more CPU in apply.
-                .with_filter(FilterFn::new(exported).with_max_level_hint(LevelFilter::INFO))
+                .with_filter(FilterFn::new(exported))
                 .boxed(),
         );
     }
@@ -151,6 +154,17 @@ pub fn init(
         .with(layers)
         .try_init()
         .map_err(|e| TelemetryError::Install(e.to_string()))?;
+    // The OpenTelemetry layer's filter says nothing of levels (a level hint on it makes
+    // tracing-subscriber drop spans from both layers now and then), so the subscriber's
+    // maximum is TRACE and the `log` bridge would build and dispatch every debug and trace
+    // record of the dependencies only to drop them: 15 % more CPU in apply. Hold `log` to
+    // what can pass.
+    log::set_max_level(match log_records {
+        level if level >= LevelFilter::TRACE => log::LevelFilter::Trace,
+        level if level >= LevelFilter::DEBUG => log::LevelFilter::Debug,
+        level if level >= LevelFilter::INFO => log::LevelFilter::Info,
+        _ => log::LevelFilter::Warn,
+    });
     if let Some(protocol) = protocol {
         propagation::set_enabled();
         tracing::info!(?protocol, "exporting traces over OTLP");
