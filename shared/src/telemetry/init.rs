@@ -3,15 +3,14 @@
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing::Level;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, FilterFn, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::registry::Registry;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use super::config::{LogConfig, LogFormat};
 use super::log_format::TracedLines;
+use super::selection::{Selection, traced};
 use super::{otlp, propagation};
 
 /// Why telemetry could not start.
@@ -66,16 +65,6 @@ impl Telemetry {
     }
 }
 
-/// Spans of rowferry's own code at INFO and above are exported, and WARN/ERROR events
-/// become span events; library spans (mysql_async, h2…) and chatty events stay out.
-fn exported(metadata: &tracing::Metadata<'_>) -> bool {
-    if metadata.is_span() {
-        metadata.target().starts_with("rowferry") && *metadata.level() <= Level::INFO
-    } else {
-        *metadata.level() <= Level::WARN
-    }
-}
-
 /// Installs the subscriber for `service` (`rowferry-capture`, `rowferry-apply`).
 pub fn init(
     service: &'static str,
@@ -105,34 +94,25 @@ pub fn init(
         .max_level_hint()
         .unwrap_or(LevelFilter::TRACE)
         .max(LevelFilter::WARN);
-    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
-    if let Some(provider) = &provider {
-        layers.push(
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer(service))
-                .with_filter(FilterFn::new(exported))
-                .boxed(),
-        );
-    }
     let trace_ids = provider.is_some();
     let lines = match log.format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(false)
             .event_format(TracedLines {
                 inner: tracing_subscriber::fmt::format(),
                 json: false,
                 trace_ids,
             })
-            .with_filter(filter)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(false)
             .event_format(TracedLines {
                 inner: tracing_subscriber::fmt::format().pretty(),
                 json: false,
                 trace_ids,
             })
-            .with_filter(filter)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -146,19 +126,28 @@ pub fn init(
                 json: true,
                 trace_ids,
             })
-            .with_filter(filter)
             .boxed(),
     };
-    layers.push(lines);
+    // Library spans the log filter enables (mysql_async makes one per query, SQL text
+    // included) stay out of traces: the only per-layer filter, a static one.
+    let traces = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service))
+            .with_filter(FilterFn::new(traced))
+    });
+    let selection = Selection {
+        logs: filter,
+        traces: provider.is_some(),
+    };
     tracing_subscriber::registry()
-        .with(layers)
+        .with(selection)
+        .with(traces)
+        .with(lines)
         .try_init()
         .map_err(|e| TelemetryError::Install(e.to_string()))?;
-    // The OpenTelemetry layer's filter says nothing of levels (a level hint on it makes
-    // tracing-subscriber drop spans from both layers now and then), so the subscriber's
-    // maximum is TRACE and the `log` bridge would build and dispatch every debug and trace
-    // record of the dependencies only to drop them: 15 % more CPU in apply. Hold `log` to
-    // what can pass.
+    // The `log` bridge builds and dispatches every record up to the `log` crate's level, only
+    // for the filter to drop most (rdkafka logs each poll at trace level: 15 % more CPU in
+    // apply when that level was TRACE). Hold `log` to what can pass.
     log::set_max_level(match log_records {
         level if level >= LevelFilter::TRACE => log::LevelFilter::Trace,
         level if level >= LevelFilter::DEBUG => log::LevelFilter::Debug,
