@@ -2,9 +2,11 @@
 //! and ends when the Kafka transaction holding its last record commits. Every record of the
 //! transaction carries its W3C trace context, so apply continues the same trace.
 
+use opentelemetry::trace::SpanKind;
 use rowferry_shared::event::TableId;
 use rowferry_shared::telemetry::TraceHeaders;
 use rowferry_shared::telemetry::propagation::{self, TRACEPARENT, TRACESTATE};
+use rowferry_shared::telemetry::root_sampling;
 
 /// A traced source transaction (made only while traces are exported, and kept only when
 /// sampled).
@@ -29,9 +31,13 @@ pub(crate) struct Origin<'a> {
 
 impl TransactionSpan {
     /// Opens the span of a transaction, or `None` when the sampler leaves it out: then its
-    /// records carry no trace context and nothing more is spent on it. The span starts with
-    /// its name only; the attributes are recorded once it is known to be sampled.
+    /// records carry no trace context and nothing more is spent on it.
     pub fn start(origin: Origin<'_>) -> Option<Self> {
+        // Decided before the span is made: an unsampled transaction costs a random id and a
+        // sampler call, nothing more.
+        if !root_sampling::sample_root("publish", SpanKind::Producer) {
+            return None;
+        }
         let span = tracing::info_span!(
             target: "rowferry_capture::transaction",
             "source transaction",
@@ -54,7 +60,9 @@ impl TransactionSpan {
             rowferry.source.commit_ts_ms = tracing::field::Empty,
             rowferry.rows = tracing::field::Empty,
         );
-        let headers = propagation::sampled_headers_of(&span)?;
+        let headers = propagation::sampled_headers_of(&span);
+        root_sampling::forget_root();
+        let headers = headers?;
         span.record("messaging.system", "kafka");
         span.record("messaging.operation.type", "send");
         span.record("messaging.operation.name", "send");

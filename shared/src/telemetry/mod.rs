@@ -7,6 +7,7 @@ mod log_format;
 pub mod metrics_endpoint;
 mod otlp;
 pub mod propagation;
+pub mod root_sampling;
 mod selection;
 
 pub use config::{LogConfig, LogFormat, MetricsConfig};

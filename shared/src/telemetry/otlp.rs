@@ -3,7 +3,9 @@
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Config, SdkTracerProvider};
+
+use super::root_sampling::DecidedIds;
 
 use super::init::TelemetryError;
 
@@ -112,9 +114,14 @@ pub(crate) fn provider(
             .build(),
     }
     .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+    // The sampler from OTEL_TRACES_SAMPLER(_ARG), once for the provider and once for the
+    // decisions made before root spans.
+    super::root_sampling::install(Config::default().sampler);
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource)
+        .with_sampler(Config::default().sampler)
+        .with_id_generator(DecidedIds::default())
         .build())
 }
 
