@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use rowferry_shared::lifecycle::{ControlView, State};
-use rowferry_shared::telemetry::metrics_endpoint::{Probe, set_rows_by_op, set_state};
+use rowferry_shared::telemetry::metrics_endpoint::{Probe, Watched, set_rows_by_op, set_state};
 use tokio::sync::watch;
 
 use crate::status::{ApplyStatus, StatusReceiver, now_ms};
@@ -120,26 +120,18 @@ pub fn lag_seconds(status: &ApplyStatus, now_ms: i64) -> f64 {
 }
 
 /// Reads the apply's status for the endpoint.
-pub struct ApplyProbe {
-    status: StatusReceiver,
-    control: watch::Receiver<ControlView>,
-}
+pub struct ApplyProbe(Watched<ApplyStatus>);
 
 impl ApplyProbe {
     /// A probe of the pipeline's status and the controller's view (which adds PAUSED).
     pub fn new(status: StatusReceiver, control: watch::Receiver<ControlView>) -> Self {
-        Self { status, control }
-    }
-
-    fn state(&self) -> State {
-        let phase = self.status.borrow().state;
-        self.control.borrow().state(phase)
+        Self(Watched::new(status, control, |s| s.state))
     }
 }
 
 impl Probe for ApplyProbe {
     fn refresh(&self) {
-        let status = self.status.borrow().clone();
+        let status = self.0.status();
         counter!("rowferry_apply_records_total").absolute(status.records_applied);
         counter!("rowferry_apply_bytes_total").absolute(status.bytes_applied);
         counter!("rowferry_apply_target_transactions_total").absolute(status.target_transactions);
@@ -150,11 +142,11 @@ impl Probe for ApplyProbe {
         gauge!("rowferry_apply_lag_records").set(lag.max(0) as f64);
         gauge!("rowferry_apply_lag_seconds").set(lag_seconds(&status, now_ms()));
         gauge!("rowferry_apply_assigned_partitions").set(status.partitions.len() as f64);
-        set_state("rowferry_apply_state", STATES, self.state());
+        set_state("rowferry_apply_state", STATES, self.0.state());
     }
 
     fn ready(&self) -> Result<(), String> {
-        match self.state() {
+        match self.0.state() {
             State::Running | State::Paused => Ok(()),
             other => Err(format!("the apply is {}", other.as_str())),
         }

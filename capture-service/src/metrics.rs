@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use rowferry_shared::lifecycle::{ControlView, State};
-use rowferry_shared::telemetry::metrics_endpoint::{Probe, set_rows_by_op, set_state};
+use rowferry_shared::telemetry::metrics_endpoint::{Probe, Watched, set_rows_by_op, set_state};
 
 use tokio::sync::watch;
 
-use crate::status::StatusReceiver;
+use crate::status::{CaptureStatus, StatusReceiver};
 
 /// States reported by `rowferry_capture_state`.
 const STATES: &[State] = &[
@@ -105,7 +105,7 @@ const ERROR_KINDS: &[&str] = &[
 ];
 
 /// One committed Kafka transaction.
-pub(crate) fn kafka_commit(records: usize, _bytes: usize, duration: Duration) {
+pub(crate) fn kafka_commit(records: usize, duration: Duration) {
     histogram!("rowferry_capture_kafka_commit_duration_seconds").record(duration.as_secs_f64());
     if records > 0 {
         histogram!("rowferry_capture_kafka_transaction_records").record(records as f64);
@@ -124,26 +124,18 @@ pub(crate) fn dead_lettered() {
 }
 
 /// Reads the capture's status for the endpoint.
-pub struct CaptureProbe {
-    status: StatusReceiver,
-    control: watch::Receiver<ControlView>,
-}
+pub struct CaptureProbe(Watched<CaptureStatus>);
 
 impl CaptureProbe {
     /// A probe of the pipeline's status and the controller's view (which adds PAUSED).
     pub fn new(status: StatusReceiver, control: watch::Receiver<ControlView>) -> Self {
-        Self { status, control }
-    }
-
-    fn state(&self) -> State {
-        let phase = self.status.borrow().state;
-        self.control.borrow().state(phase)
+        Self(Watched::new(status, control, |s| s.state))
     }
 }
 
 impl Probe for CaptureProbe {
     fn refresh(&self) {
-        let status = self.status.borrow().clone();
+        let status = self.0.status();
         counter!("rowferry_capture_records_total").absolute(status.records_committed);
         counter!("rowferry_capture_bytes_total").absolute(status.bytes_committed);
         counter!("rowferry_capture_source_transactions_total").absolute(status.source_transactions);
@@ -156,11 +148,11 @@ impl Probe for CaptureProbe {
             let remaining = snapshot.tables.iter().filter(|t| !t.done).count();
             gauge!("rowferry_capture_snapshot_tables_remaining").set(remaining as f64);
         }
-        set_state("rowferry_capture_state", STATES, self.state());
+        set_state("rowferry_capture_state", STATES, self.0.state());
     }
 
     fn ready(&self) -> Result<(), String> {
-        match self.state() {
+        match self.0.state() {
             State::Running | State::Paused | State::Snapshotting => Ok(()),
             other => Err(format!("the capture is {}", other.as_str())),
         }

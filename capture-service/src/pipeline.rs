@@ -773,7 +773,7 @@ impl Streamer<'_> {
                 tables: Default::default(),
                 spans: Vec::new(),
             });
-            metrics::kafka_commit(done.records, done.bytes, done.duration);
+            metrics::kafka_commit(done.records, done.duration);
             self.status.send_modify(|s| {
                 s.committed = Some(done.position);
                 s.records_committed += done.records as u64;

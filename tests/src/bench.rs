@@ -28,13 +28,7 @@ pub async fn fill_orders(admin: &mut Conn, db: &str, rows: u64) -> Result<()> {
         let n = per_statement.min(rows - done);
         let inserts = n * 4 / 5;
         admin
-            .query_drop(format!(
-                "INSERT INTO `{db}`.orders (id, customer, amount, ratio, status, note, created)
-                 SELECT {done} + seq, seq % 5000, (seq % 100000) / 100, seq / 7,
-                        ELT(1 + seq % 3, 'new', 'paid', 'shipped'), CONCAT('order ', seq),
-                        TIMESTAMP('2026-01-01') + INTERVAL seq SECOND
-                 FROM `{db}`.seq_1_to_{inserts}"
-            ))
+            .query_drop(insert_orders_sql(db, done, inserts))
             .await?;
         admin
             .query_drop(format!(
@@ -55,18 +49,29 @@ pub async fn insert_orders(admin: &mut Conn, db: &str, rows: u64) -> Result<()> 
     let mut done = 0u64;
     while done < rows {
         let n = per_statement.min(rows - done);
-        admin
-            .query_drop(format!(
-                "INSERT INTO `{db}`.orders (id, customer, amount, ratio, status, note, created)
-                 SELECT {done} + seq, seq % 5000, (seq % 100000) / 100, seq / 7,
-                        ELT(1 + seq % 3, 'new', 'paid', 'shipped'), CONCAT('order ', seq),
-                        TIMESTAMP('2026-01-01') + INTERVAL seq SECOND
-                 FROM `{db}`.seq_1_to_{n}"
-            ))
-            .await?;
+        admin.query_drop(insert_orders_sql(db, done, n)).await?;
         done += n;
     }
     Ok(())
+}
+
+/// One statement inserting `n` rows into `db.orders`, ids `after + 1 ..= after + n`.
+fn insert_orders_sql(db: &str, after: u64, n: u64) -> String {
+    format!(
+        "INSERT INTO `{db}`.orders (id, customer, amount, ratio, status, note, created)
+         SELECT {after} + seq, seq % 5000, (seq % 100000) / 100, seq / 7,
+                ELT(1 + seq % 3, 'new', 'paid', 'shipped'), CONCAT('order ', seq),
+                TIMESTAMP('2026-01-01') + INTERVAL seq SECOND
+         FROM `{db}`.seq_1_to_{n}"
+    )
+}
+
+/// The benchmark setting `name` from the environment, `default` when unset or unparsable.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Starts a release service binary with `--config config`, stderr into `log`

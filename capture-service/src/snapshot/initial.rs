@@ -358,7 +358,7 @@ impl Snapshotter<'_> {
         let mut delivered = None;
         for done in self.writer.take_completed() {
             delivered = done.position.snapshot.clone().or(delivered);
-            crate::metrics::kafka_commit(done.records, done.bytes, done.duration);
+            crate::metrics::kafka_commit(done.records, done.duration);
             self.status.send_modify(|s| {
                 s.committed = Some(done.position);
                 s.records_committed += done.records as u64;

@@ -215,3 +215,37 @@ pub fn set_state(
         });
     }
 }
+
+/// A service's status as the endpoint reads it: the pipeline's own status and the
+/// controller's view, which adds PAUSED (and STOPPED/FAILED between runs).
+pub struct Watched<S> {
+    status: tokio::sync::watch::Receiver<S>,
+    control: tokio::sync::watch::Receiver<crate::lifecycle::ControlView>,
+    phase: fn(&S) -> crate::lifecycle::State,
+}
+
+impl<S: Clone> Watched<S> {
+    /// Watches `status` (whose state `phase` reads) and the controller's `control` view.
+    pub fn new(
+        status: tokio::sync::watch::Receiver<S>,
+        control: tokio::sync::watch::Receiver<crate::lifecycle::ControlView>,
+        phase: fn(&S) -> crate::lifecycle::State,
+    ) -> Self {
+        Self {
+            status,
+            control,
+            phase,
+        }
+    }
+
+    /// The state the service reports.
+    pub fn state(&self) -> crate::lifecycle::State {
+        let phase = (self.phase)(&self.status.borrow());
+        self.control.borrow().state(phase)
+    }
+
+    /// A copy of the pipeline's status.
+    pub fn status(&self) -> S {
+        self.status.borrow().clone()
+    }
+}

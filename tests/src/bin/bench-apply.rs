@@ -20,8 +20,8 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use rowferry_tests::apply::{apply_toml, create_topics, target_conn};
 use rowferry_tests::bench::{
-    ORDERS, cpu_seconds, fill_orders, peak_rss_kib, release_binary, spawn_release as spawn,
-    wait_captured,
+    ORDERS, cpu_seconds, env_number, fill_orders, peak_rss_kib, release_binary,
+    spawn_release as spawn, wait_captured,
 };
 use rowferry_tests::capture::{binlog_end, capture_toml};
 use rowferry_tests::kafka::read_committed;
@@ -167,15 +167,9 @@ async fn latency(stack: &Stack, db: &str, seconds: u64) -> Result<Vec<i64>> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let stack = Stack::from_env()?;
-    let rows: u64 = std::env::var("ROWFERRY_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let rows: u64 = env_number("ROWFERRY_BENCH_ROWS", 1_000_000);
     let format = std::env::var("ROWFERRY_BENCH_FORMAT").unwrap_or_else(|_| "protobuf".into());
-    let partitions: i32 = std::env::var("ROWFERRY_BENCH_PARTITIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
+    let partitions: i32 = env_number("ROWFERRY_BENCH_PARTITIONS", 4);
     let capture_bin = release_binary("rowferry-capture")?;
     let apply_bin = release_binary("rowferry-apply")?;
     let db = unique_name("benchapply");

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use rowferry_tests::bench::{ORDERS, cpu_seconds, fill_orders, peak_rss_kib, release_binary};
+use rowferry_tests::bench::{
+    ORDERS, cpu_seconds, env_number, fill_orders, peak_rss_kib, release_binary,
+};
 use rowferry_tests::capture::{binlog_end, capture_toml};
 use rowferry_tests::kafka::read_committed;
 use rowferry_tests::{Stack, unique_name, unique_server_id};
@@ -20,10 +22,7 @@ use rowferry_tests::{Stack, unique_name, unique_server_id};
 #[tokio::main]
 async fn main() -> Result<()> {
     let stack = Stack::from_env()?;
-    let rows: u64 = std::env::var("ROWFERRY_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let rows: u64 = env_number("ROWFERRY_BENCH_ROWS", 1_000_000);
     let format = std::env::var("ROWFERRY_BENCH_FORMAT").unwrap_or_else(|_| "debezium-json".into());
     let schemas = std::env::var("ROWFERRY_BENCH_SCHEMAS")
         .map(|v| v != "false")

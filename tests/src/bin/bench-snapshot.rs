@@ -19,7 +19,7 @@ use rowferry_shared::pb::capture::v1::GetStatusRequest;
 use rowferry_shared::pb::capture::v1::capture_control_client::CaptureControlClient;
 use rowferry_tests::apply::{apply_toml, create_topics, target_conn};
 use rowferry_tests::bench::{
-    ORDERS, insert_orders, peak_rss_kib, release_binary, spawn_release as spawn,
+    ORDERS, env_number, insert_orders, peak_rss_kib, release_binary, spawn_release as spawn,
 };
 use rowferry_tests::capture::capture_toml;
 use rowferry_tests::control::{connect, free_port};
@@ -85,15 +85,9 @@ async fn snapshot_done(port: u16) -> Result<bool> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let stack = Stack::from_env()?;
-    let rows: u64 = std::env::var("ROWFERRY_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000_000);
+    let rows: u64 = env_number("ROWFERRY_BENCH_ROWS", 2_000_000);
     let format = std::env::var("ROWFERRY_BENCH_FORMAT").unwrap_or_else(|_| "protobuf".into());
-    let partitions: i32 = std::env::var("ROWFERRY_BENCH_PARTITIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
+    let partitions: i32 = env_number("ROWFERRY_BENCH_PARTITIONS", 4);
     let db = unique_name("benchsnap");
     let mut source = Conn::new(stack.source_admin_opts()?).await?;
     source.query_drop(format!("CREATE DATABASE `{db}`")).await?;

@@ -20,19 +20,12 @@ use anyhow::{Context, Result, bail};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use rowferry_tests::apply::{apply_toml, target_conn};
-use rowferry_tests::bench::{ORDERS, cpu_seconds, release_binary, wait_captured};
+use rowferry_tests::bench::{ORDERS, cpu_seconds, env_number, release_binary, wait_captured};
 use rowferry_tests::capture::{binlog_end, capture_toml};
 use rowferry_tests::control::{service_command, terminate};
 use rowferry_tests::kafka::delete_topics;
 use rowferry_tests::otlp::OtlpReceiver;
 use rowferry_tests::{Stack, unique_name, unique_server_id};
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -197,9 +190,9 @@ fn median(values: &mut [f64]) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let stack = Stack::from_env()?;
-    let rows = env_number("ROWFERRY_BENCH_ROWS", 300_000);
-    let per_txn = env_number("ROWFERRY_BENCH_TXN_ROWS", 10).max(1);
-    let rounds = env_number("ROWFERRY_BENCH_ROUNDS", 3).max(1);
+    let rows: u64 = env_number("ROWFERRY_BENCH_ROWS", 300_000);
+    let per_txn: u64 = env_number("ROWFERRY_BENCH_TXN_ROWS", 10u64).max(1);
+    let rounds: u64 = env_number("ROWFERRY_BENCH_ROUNDS", 3u64).max(1);
     let receiver = OtlpReceiver::start().await?;
     let db = unique_name("benchtrace");
     let mut admin = Conn::new(stack.source_admin_opts()?).await?;
