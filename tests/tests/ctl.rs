@@ -46,6 +46,19 @@ fn check(run: &Run, code: i32, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs `rowferryctl args` until it exits with `code` saying `text` (the health follows the
+/// pipeline state asynchronously), at most 5 s.
+async fn eventually(port: u16, args: &[&str], code: i32, text: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let run = ctl(port, args).await?;
+        if check(&run, code, text).is_ok() || tokio::time::Instant::now() >= deadline {
+            return check(&run, code, text);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until `rowferryctl status --json` reports `state`.
 async fn wait_state(port: u16, state: &str) -> Result<serde_json::Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -116,6 +129,14 @@ async fn rowferryctl_controls_capture_and_apply_with_trustworthy_exit_codes() ->
         0,
         &format!("capture {name}: RUNNING"),
     )?;
+    eventually(
+        capture_port,
+        &["health"],
+        0,
+        "rowferry.capture.v1.CaptureControl: SERVING",
+    )
+    .await?;
+    check(&ctl(free_port()?, &["health"]).await?, 3, "cannot reach")?;
 
     // Incremental snapshots: usage, refusals, a table re-read to its end.
     check(&ctl(capture_port, &["snapshot"]).await?, 2, "give tables")?;
@@ -172,6 +193,19 @@ async fn rowferryctl_controls_capture_and_apply_with_trustworthy_exit_codes() ->
         "STOPPED",
     )?;
     check(&ctl(capture_port, &["stop"]).await?, 4, "already stopped")?;
+    // Stopped: not ready, but the process is live (a liveness probe must not restart it).
+    eventually(
+        capture_port,
+        &["health"],
+        1,
+        "rowferry.capture.v1.CaptureControl: NOT_SERVING",
+    )
+    .await?;
+    check(
+        &ctl(capture_port, &["health", "--live"]).await?,
+        0,
+        "process: SERVING",
+    )?;
 
     // Seek: invalid, validated, stored.
     check(
@@ -234,6 +268,16 @@ async fn rowferryctl_controls_capture_and_apply_with_trustworthy_exit_codes() ->
         .await
         .with_context(|| format!("see {}", apply_log.display()))?;
     check(&ctl(apply_port, &["status"]).await?, 0, "STOPPED")?;
+    check(
+        &ctl(apply_port, &["--json", "health"]).await?,
+        1,
+        r#"{"service":"rowferry.apply.v1.ApplyControl","status":"NOT_SERVING"}"#,
+    )?;
+    check(
+        &ctl(apply_port, &["health", "--live"]).await?,
+        0,
+        "process: SERVING",
+    )?;
     let json: serde_json::Value =
         serde_json::from_str(ctl(apply_port, &["--json", "status"]).await?.stdout.trim())?;
     ensure!(json["build"]["service"] == "rowferry-apply", "{json}");

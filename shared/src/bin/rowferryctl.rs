@@ -101,6 +101,13 @@ enum Command {
     /// Capture: re-read tables while streaming goes on (incremental snapshot), or pause,
     /// resume or cancel the one running.
     Snapshot(SnapshotArgs),
+    /// Exit 0 when the service is ready (its pipeline RUNNING, SNAPSHOTTING or PAUSED), 1 when
+    /// not: a container health check. Needs no token.
+    Health {
+        /// Only ask whether the process answers, whatever its pipeline does (liveness).
+        #[arg(long)]
+        live: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -279,11 +286,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         code: 3,
         error: anyhow::anyhow!("cannot reach {}: {e}", cli.addr),
     })?;
+    let out = Output { json: cli.json };
+    if let Command::Health { live } = cli.command {
+        return health(&channel, cli.service, live, &out).await;
+    }
     let kind = match cli.service {
         ServiceKind::Auto => detect(&channel).await?,
         other => other,
     };
-    let out = Output { json: cli.json };
     let auth = AddToken(token);
     match kind {
         ServiceKind::Apply => {
@@ -317,12 +327,15 @@ impl Interceptor for AddToken {
 
 type Authed = InterceptedService<Channel, AddToken>;
 
+const CAPTURE_SERVICE: &str = "rowferry.capture.v1.CaptureControl";
+const APPLY_SERVICE: &str = "rowferry.apply.v1.ApplyControl";
+
 /// Which service answers: the one whose name its health service knows.
 async fn detect(channel: &Channel) -> Result<ServiceKind, Failure> {
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     for (name, kind) in [
-        ("rowferry.capture.v1.CaptureControl", ServiceKind::Capture),
-        ("rowferry.apply.v1.ApplyControl", ServiceKind::Apply),
+        (CAPTURE_SERVICE, ServiceKind::Capture),
+        (APPLY_SERVICE, ServiceKind::Apply),
     ] {
         match health
             .check(tonic_health::pb::HealthCheckRequest {
@@ -340,6 +353,50 @@ async fn detect(channel: &Channel) -> Result<ServiceKind, Failure> {
          rowferry.apply.v1.ApplyControl; check --addr"
     )
     .into())
+}
+
+/// `rowferryctl health`: the health of the control service (readiness), or with `live` the
+/// server's overall health `""`, which is SERVING as long as the process answers.
+async fn health(
+    channel: &Channel,
+    service: ServiceKind,
+    live: bool,
+    out: &Output,
+) -> Result<(), Failure> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let name = match (live, service) {
+        (true, _) => "",
+        (false, ServiceKind::Capture) => CAPTURE_SERVICE,
+        (false, ServiceKind::Apply) => APPLY_SERVICE,
+        (false, ServiceKind::Auto) => match detect(channel).await? {
+            ServiceKind::Apply => APPLY_SERVICE,
+            _ => CAPTURE_SERVICE,
+        },
+    };
+    let status = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: name.into(),
+        })
+        .await?
+        .into_inner()
+        .status;
+    let status = ServingStatus::try_from(status).unwrap_or(ServingStatus::Unknown);
+    let label = if live { "process" } else { name };
+    out.print(
+        &serde_json::json!({ "service": name, "status": status.as_str_name() }),
+        || format!("{label}: {}", status.as_str_name()),
+    )?;
+    if status == ServingStatus::Serving {
+        return Ok(());
+    }
+    Err(Failure {
+        code: 1,
+        error: anyhow::anyhow!(
+            "{label} is {}: the pipeline is not RUNNING, SNAPSHOTTING or PAUSED; \
+             `rowferryctl status` says what it does and why",
+            status.as_str_name()
+        ),
+    })
 }
 
 enum CaptureOrApply {
@@ -443,6 +500,7 @@ macro_rules! answer {
                 $c.resume($pb::ResumeRequest {}).await?.into_inner().status,
             ),
             Command::Seek($args) => $seek,
+            Command::Health { .. } => Err(usage("health is answered before this".into())),
             Command::Snapshot(_) => Err(usage(
                 "snapshot is a rowferry-capture command; this endpoint serves rowferry-apply"
                     .into(),

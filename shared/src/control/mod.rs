@@ -278,8 +278,10 @@ where
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-/// Keeps the health of `service` (and the server's overall health, `""`) SERVING while the
-/// pipeline is RUNNING, SNAPSHOTTING or PAUSED, NOT_SERVING otherwise, until `stop`.
+/// Keeps the health of `service` SERVING while the pipeline is RUNNING, SNAPSHOTTING or PAUSED,
+/// NOT_SERVING otherwise, until `stop` (readiness). The server's overall health `""` stays
+/// SERVING while the process answers (liveness): a stopped or failed pipeline is no reason to
+/// restart the process.
 fn follow_health<T>(
     reporter: tonic_health::server::HealthReporter,
     service: &'static str,
@@ -292,6 +294,9 @@ where
     T: Send + Sync + 'static,
 {
     tokio::spawn(async move {
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
         let mut last = None;
         loop {
             let state = view
@@ -304,7 +309,6 @@ where
                 } else {
                     tonic_health::ServingStatus::NotServing
                 };
-                reporter.set_service_status("", health).await;
                 reporter.set_service_status(service, health).await;
                 last = Some(serving);
             }

@@ -1,0 +1,259 @@
+//! The binaries the container images ship, run as the deployments run them. `make test` builds
+//! them with deploy/docker/build-release, the script the Dockerfile's build stage runs (same
+//! profile, features, lock file and target), and names their directory in
+//! `ROWFERRY_IMAGE_BINARIES`. They are started with the compose deployment's configuration files
+//! (hosts, ports and passwords overridden by environment variables, as in a container) and
+//! replicate the demo shop of deploy/demo from the local MariaDB to the local target.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use rowferry_tests::apply::{target_conn, wait_equal};
+use rowferry_tests::control::{connect, free_port, service_command, terminate};
+use rowferry_tests::{Stack, unique_name, unique_server_id};
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A binary of the images' build.
+fn image_binary(name: &str) -> Result<PathBuf> {
+    let dir = std::env::var_os("ROWFERRY_IMAGE_BINARIES").context(
+        "ROWFERRY_IMAGE_BINARIES is not set: run `make test`, which builds the images' binaries \
+         with deploy/docker/build-release <dir> and sets it to <dir>",
+    )?;
+    let binary = Path::new(&dir).join(name);
+    ensure!(
+        binary.exists(),
+        "{} is missing: run deploy/docker/build-release {}",
+        binary.display(),
+        Path::new(&dir).display()
+    );
+    Ok(binary)
+}
+
+fn read(relative: &str) -> Result<String> {
+    let path = repository().join(relative);
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// `mysql://user@host:port` of `url` and its password, which the deployments keep apart (the
+/// password in a mounted secret file).
+fn split_password(url: &str) -> Result<(String, String)> {
+    let opts = mysql_async::Opts::from_url(url).with_context(|| format!("not a URL: {url}"))?;
+    Ok((
+        format!(
+            "mysql://{}@{}:{}",
+            opts.user().unwrap_or_default(),
+            opts.ip_or_hostname(),
+            opts.tcp_port()
+        ),
+        opts.pass().unwrap_or_default().to_owned(),
+    ))
+}
+
+/// Runs the demo shop's SQL file `relative` in database `db`.
+async fn run_sql(conn: &mut Conn, db: &str, relative: &str) -> Result<()> {
+    conn.query_drop(format!("USE `{db}`")).await?;
+    conn.query_drop(read(relative)?)
+        .await
+        .with_context(|| format!("running {relative}"))
+}
+
+/// Starts an image binary on the compose configuration file `config` with the environment
+/// `env` (the deployment's overrides), its stderr into `log`.
+fn start(
+    binary: &str,
+    config: &str,
+    env: &[(String, String)],
+    log: &Path,
+) -> Result<tokio::process::Child> {
+    let log = std::fs::File::create(log)?;
+    Ok(service_command(image_binary(binary)?)
+        .arg("--config")
+        .arg(repository().join(config))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+/// `rowferryctl health` of the images against a control port.
+async fn health(port: u16) -> Result<String> {
+    let output = tokio::process::Command::new(image_binary("rowferryctl")?)
+        .args(["--addr", &format!("http://127.0.0.1:{port}"), "health"])
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ensure!(output.status.success(), "rowferryctl health: {text}");
+    Ok(text)
+}
+
+#[tokio::test]
+async fn the_image_binaries_replicate_the_demo_shop_with_the_compose_configuration() -> Result<()> {
+    let stack = Stack::from_env()?;
+    let name = unique_name("image");
+    let db = name.clone();
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir)?;
+
+    // The demo shop as the compose databases' init scripts make it: schema and rows on the
+    // source, the empty schema on the target.
+    let mut source = Conn::new(stack.source_admin_opts()?).await?;
+    source.query_drop(format!("CREATE DATABASE `{db}`")).await?;
+    run_sql(&mut source, &db, "deploy/demo/shop-schema.sql").await?;
+    run_sql(&mut source, &db, "deploy/demo/shop-data.sql").await?;
+    let mut target = target_conn(&stack).await?;
+    target.query_drop(format!("CREATE DATABASE `{db}`")).await?;
+    run_sql(&mut target, &db, "deploy/demo/shop-schema.sql").await?;
+
+    let (source_url, source_password) = split_password(&stack.source_repl_url)?;
+    let (target_url, target_password) = split_password(&stack.target_url)?;
+    let source_secret = dir.join("source-password");
+    let target_secret = dir.join("target-password");
+    std::fs::write(&source_secret, format!("{source_password}\n"))?;
+    std::fs::write(&target_secret, format!("{target_password}\n"))?;
+    let (capture_port, apply_port) = (free_port()?, free_port()?);
+    let env = |pairs: &[(&str, String)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    };
+    let capture_env = env(&[
+        ("ROWFERRY_CAPTURE_NAME", name.clone()),
+        ("ROWFERRY_CAPTURE_SOURCE__URL", source_url),
+        (
+            "ROWFERRY_CAPTURE_SOURCE__PASSWORD_FILE",
+            source_secret.display().to_string(),
+        ),
+        (
+            "ROWFERRY_CAPTURE_SOURCE__SERVER_ID",
+            unique_server_id().to_string(),
+        ),
+        (
+            "ROWFERRY_CAPTURE_KAFKA__BOOTSTRAP_SERVERS",
+            stack.kafka_bootstrap.clone(),
+        ),
+        (
+            "ROWFERRY_CAPTURE_FILTER__INCLUDE_DATABASES",
+            format!("[\"{db}\"]"),
+        ),
+        (
+            "ROWFERRY_CAPTURE_CONTROL__GRPC_LISTEN",
+            format!("127.0.0.1:{capture_port}"),
+        ),
+    ]);
+    let apply_env = env(&[
+        ("ROWFERRY_APPLY_NAME", format!("{name}-apply")),
+        (
+            "ROWFERRY_APPLY_KAFKA__BOOTSTRAP_SERVERS",
+            stack.kafka_bootstrap.clone(),
+        ),
+        (
+            "ROWFERRY_APPLY_KAFKA__TOPIC_PATTERN",
+            format!("{name}\\.{db}\\..*"),
+        ),
+        ("ROWFERRY_APPLY_TARGET__URL", target_url),
+        (
+            "ROWFERRY_APPLY_TARGET__PASSWORD_FILE",
+            target_secret.display().to_string(),
+        ),
+        (
+            "ROWFERRY_APPLY_CONTROL__GRPC_LISTEN",
+            format!("127.0.0.1:{apply_port}"),
+        ),
+    ]);
+    let capture_log = dir.join("capture.log");
+    let apply_log = dir.join("apply.log");
+    let mut capture = start(
+        "rowferry-capture",
+        "deploy/compose/capture.toml",
+        &capture_env,
+        &capture_log,
+    )?;
+    let mut apply = start(
+        "rowferry-apply",
+        "deploy/compose/apply.toml",
+        &apply_env,
+        &apply_log,
+    )?;
+    let logs = || format!("see {} and {}", capture_log.display(), apply_log.display());
+    connect(capture_port, || Ok(())).await.with_context(logs)?;
+    connect(apply_port, || Ok(())).await.with_context(logs)?;
+
+    // The compose demo's write load while the initial snapshot and the stream run.
+    source.query_drop(format!("USE `{db}`")).await?;
+    let load = read("deploy/demo/load.sql")?;
+    for _ in 0..30 {
+        source.query_drop(&load).await?;
+    }
+    let tables = [("customers", "id"), ("products", "id"), ("orders", "id")];
+    wait_equal(
+        &mut source,
+        &mut target,
+        &db,
+        &tables,
+        true,
+        Duration::from_secs(120),
+    )
+    .await
+    .with_context(logs)?;
+
+    // The image's health check passes on both; a second round of load arrives too.
+    let capture_health = health(capture_port).await?;
+    ensure!(
+        capture_health.contains("rowferry.capture.v1.CaptureControl: SERVING"),
+        "{capture_health}"
+    );
+    let apply_health = health(apply_port).await?;
+    ensure!(
+        apply_health.contains("rowferry.apply.v1.ApplyControl: SERVING"),
+        "{apply_health}"
+    );
+    for _ in 0..10 {
+        source.query_drop(&load).await?;
+    }
+    wait_equal(
+        &mut source,
+        &mut target,
+        &db,
+        &tables,
+        true,
+        Duration::from_secs(60),
+    )
+    .await
+    .with_context(logs)?;
+
+    // A container stop: SIGTERM, then exit 0.
+    terminate(&mut capture, "rowferry-capture").await?;
+    terminate(&mut apply, "rowferry-apply").await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Every configuration file the deployments ship is a valid configuration.
+#[test]
+fn the_shipped_configuration_files_are_valid() -> Result<()> {
+    for file in [
+        "deploy/compose/capture.toml",
+        "deploy/k8s/base/capture.toml",
+    ] {
+        rowferry_tests::capture::config(&read(file)?).with_context(|| file.to_owned())?;
+    }
+    for file in ["deploy/compose/apply.toml", "deploy/k8s/base/apply.toml"] {
+        rowferry_tests::apply::config(&read(file)?).with_context(|| file.to_owned())?;
+    }
+    Ok(())
+}
