@@ -357,13 +357,25 @@ impl ApplyConfig {
             }
             _ => {}
         }
-        let dead_letter = self.dead_letter_topic();
-        let consumes_dead_letters = match &self.kafka.topic_pattern {
-            Some(pattern) => regex::Regex::new(&format!("^(?:{pattern})$"))
-                .is_ok_and(|re| re.is_match(&dead_letter)),
-            None => self.kafka.topics.contains(&dead_letter),
+        let consumes = |topic: &str| match &self.kafka.topic_pattern {
+            Some(pattern) => {
+                regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|re| re.is_match(topic))
+            }
+            None => self.kafka.topics.iter().any(|t| t == topic),
         };
-        if consumes_dead_letters {
+        let positions = rowferry_shared::config::DEFAULT_CAPTURE_OFFSETS_TOPIC;
+        if consumes(positions) {
+            return invalid(
+                "kafka.topic_pattern",
+                &format!(
+                    "it matches {positions}, the capture's topic of stored positions, whose \
+                     records are not change events; match the table topics only, e.g. \
+                     '<capture name>\\.<database>\\..*'"
+                ),
+            );
+        }
+        let dead_letter = self.dead_letter_topic();
+        if consumes(&dead_letter) {
             return invalid(
                 "kafka.dead_letter_topic",
                 &format!(
@@ -528,6 +540,15 @@ mod tests {
             error(&loop_back).contains("dead-letter"),
             "{}",
             error(&loop_back)
+        );
+        let positions = MINIMAL.replace(
+            "topics = [\"demo.shop.orders\"]",
+            "topic_pattern = 'rowferry\\..*'",
+        );
+        assert!(
+            error(&positions).contains("rowferry.capture.offsets"),
+            "{}",
+            error(&positions)
         );
         let cooperative = format!(
             "{MINIMAL}\n[kafka.properties]\n\"partition.assignment.strategy\" = \"cooperative-sticky\"\n"

@@ -133,7 +133,7 @@ pub struct KafkaConfig {
 }
 
 fn default_offsets_topic() -> String {
-    "rowferry.capture.offsets".into()
+    rowferry_shared::config::DEFAULT_CAPTURE_OFFSETS_TOPIC.into()
 }
 fn default_txn_timeout_ms() -> u64 {
     60_000

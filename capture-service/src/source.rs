@@ -192,7 +192,7 @@ pub async fn preflight(conn: &mut Conn, our_server_id: u32) -> Result<SourceFact
         tracing::debug!(
             "the capture account may not list replicas; server_id clashes with other replicas are not checked"
         );
-    } else if let Ok(hosts) = conn.query::<mysql_async::Row, _>("SHOW SLAVE HOSTS").await {
+    } else if let Some(hosts) = replicas(conn).await {
         for host in hosts {
             if text(&host, 0).parse::<u32>().ok() == Some(our_server_id) {
                 return Err(refused(
@@ -239,6 +239,15 @@ pub async fn preflight(conn: &mut Conn, our_server_id: u32) -> Result<SourceFact
         checksums,
         collations,
     })
+}
+
+/// The source's registered replicas (server id first): `SHOW SLAVE HOSTS`, or `SHOW REPLICAS`
+/// where MySQL 8.4 removed the old name; `None` when neither answers.
+async fn replicas(conn: &mut Conn) -> Option<Vec<mysql_async::Row>> {
+    match conn.query("SHOW SLAVE HOSTS").await {
+        Ok(hosts) => Some(hosts),
+        Err(_) => conn.query("SHOW REPLICAS").await.ok(),
+    }
 }
 
 /// REPLICATION SLAVE (read the binlog), REPLICATION CLIENT / BINLOG MONITOR (list binlogs) and
@@ -290,16 +299,29 @@ pub async fn binlog_files(conn: &mut Conn) -> Result<Vec<String>, SourceError> {
     Ok(rows.iter().map(|row| text(row, 0)).collect())
 }
 
-/// `SHOW MASTER STATUS`: where the binlog ends now.
+/// The binlog's status row (file, position, …, executed GTID set): `SHOW MASTER STATUS`, which
+/// MariaDB and MySQL before 8.4 know, else `SHOW BINARY LOG STATUS`, its name since MySQL 8.2
+/// (8.4 removed the old one). `None` when binary logging is off.
+pub(crate) async fn binlog_status(
+    conn: &mut Conn,
+) -> Result<Option<mysql_async::Row>, SourceError> {
+    match query_row(conn, "SHOW MASTER STATUS").await {
+        Err(SourceError::Query {
+            source: mysql_async::Error::Server(_),
+            ..
+        }) => query_row(conn, "SHOW BINARY LOG STATUS").await,
+        other => other,
+    }
+}
+
+/// Where the binlog ends now.
 pub async fn binlog_end(conn: &mut Conn) -> Result<BinlogFilePosition, SourceError> {
-    let row = query_row(conn, "SHOW MASTER STATUS")
-        .await?
-        .ok_or_else(|| {
-            refused(
-                "SHOW MASTER STATUS returned nothing: binary logging is off",
-                "enable log_bin",
-            )
-        })?;
+    let row = binlog_status(conn).await?.ok_or_else(|| {
+        refused(
+            "SHOW MASTER STATUS returned nothing: binary logging is off",
+            "enable log_bin",
+        )
+    })?;
     Ok(BinlogFilePosition::new(
         text(&row, 0),
         text(&row, 1).parse().unwrap_or(4),
@@ -447,8 +469,10 @@ pub async fn open_stream(
 ) -> Result<BinlogStream, SourceError> {
     let period_ns = heartbeat.as_nanos().min(u128::from(u64::MAX)) as u64;
     let mut setup = vec![format!("SET @master_heartbeat_period={period_ns}")];
-    if facts.flavor == Flavor::MariaDb {
-        setup.push("SET @mariadb_slave_capability=4".into());
+    match facts.flavor {
+        Flavor::MariaDb => setup.push("SET @mariadb_slave_capability=4".into()),
+        // The name MySQL's binlog sender reads since 8.0.26 (the old one is deprecated).
+        Flavor::MySql => setup.push(format!("SET @source_heartbeat_period={period_ns}")),
     }
     let use_gtids = match (&start.gtids, facts.flavor) {
         (Some(set), Flavor::MariaDb) => {

@@ -75,6 +75,10 @@ impl fmt::Debug for ConnectionUrl {
     }
 }
 
+/// The capture's default topic of committed positions (`kafka.offsets_topic`): not change
+/// events, so an apply must not consume it.
+pub const DEFAULT_CAPTURE_OFFSETS_TOPIC: &str = "rowferry.capture.offsets";
+
 /// Whether `name` can name a service instance: it becomes part of Kafka topic names,
 /// consumer groups and transactional ids, so letters, digits, `.`, `_` and `-` only.
 pub fn is_valid_name(name: &str) -> bool {

@@ -268,11 +268,13 @@ async fn rowferryctl_controls_capture_and_apply_with_trustworthy_exit_codes() ->
         .await
         .with_context(|| format!("see {}", apply_log.display()))?;
     check(&ctl(apply_port, &["status"]).await?, 0, "STOPPED")?;
-    check(
-        &ctl(apply_port, &["--json", "health"]).await?,
+    eventually(
+        apply_port,
+        &["--json", "health"],
         1,
         r#"{"service":"rowferry.apply.v1.ApplyControl","status":"NOT_SERVING"}"#,
-    )?;
+    )
+    .await?;
     check(
         &ctl(apply_port, &["health", "--live"]).await?,
         0,

@@ -41,19 +41,50 @@ fn read(relative: &str) -> Result<String> {
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// `mysql://user@host:port` of `url` and its password, which the deployments keep apart (the
-/// password in a mounted secret file).
+/// `mysql://user@host:port` of a connection's options: the deployments keep the password apart
+/// (in a mounted secret file).
+fn url_without_password(opts: &mysql_async::Opts, user: &str) -> String {
+    format!(
+        "mysql://{user}@{}:{}",
+        opts.ip_or_hostname(),
+        opts.tcp_port()
+    )
+}
+
+/// `url` without its password, and the password.
 fn split_password(url: &str) -> Result<(String, String)> {
     let opts = mysql_async::Opts::from_url(url).with_context(|| format!("not a URL: {url}"))?;
     Ok((
-        format!(
-            "mysql://{}@{}:{}",
-            opts.user().unwrap_or_default(),
-            opts.ip_or_hostname(),
-            opts.tcp_port()
-        ),
+        url_without_password(&opts, opts.user().unwrap_or_default()),
         opts.pass().unwrap_or_default().to_owned(),
     ))
+}
+
+/// Creates account `user` on the source with the GRANT statements of
+/// deploy/compose/initdb/source-accounts.sh (given to `'rowferry'@'%'` there); returns its URL
+/// without password, and the password.
+async fn compose_capture_account(admin: &mut Conn, user: &str) -> Result<(String, String)> {
+    let script = read("deploy/compose/initdb/source-accounts.sh")?;
+    let grants: Vec<&str> = script
+        .lines()
+        .filter(|line| line.starts_with("GRANT "))
+        .collect();
+    ensure!(!grants.is_empty(), "no GRANT in source-accounts.sh");
+    let password = format!("{user}-secret");
+    for host in ["127.0.0.1", "localhost"] {
+        let account = format!("'{user}'@'{host}'");
+        admin
+            .query_drop(format!("CREATE USER {account} IDENTIFIED BY '{password}'"))
+            .await?;
+        for grant in &grants {
+            let grant = grant.replace("'rowferry'@'%'", &account);
+            admin
+                .query_drop(&grant)
+                .await
+                .with_context(|| grant.clone())?;
+        }
+    }
+    Ok((url_without_password(admin.opts(), user), password))
 }
 
 /// Runs the demo shop's SQL file `relative` in database `db`.
@@ -118,7 +149,8 @@ async fn the_image_binaries_replicate_the_demo_shop_with_the_compose_configurati
     target.query_drop(format!("CREATE DATABASE `{db}`")).await?;
     run_sql(&mut target, &db, "deploy/demo/shop-schema.sql").await?;
 
-    let (source_url, source_password) = split_password(&stack.source_repl_url)?;
+    // The capture's account with the grants of the compose source's init script.
+    let (source_url, source_password) = compose_capture_account(&mut source, &name).await?;
     let (target_url, target_password) = split_password(&stack.target_url)?;
     let source_secret = dir.join("source-password");
     let target_secret = dir.join("target-password");
@@ -239,6 +271,11 @@ async fn the_image_binaries_replicate_the_demo_shop_with_the_compose_configurati
     // A container stop: SIGTERM, then exit 0.
     terminate(&mut capture, "rowferry-capture").await?;
     terminate(&mut apply, "rowferry-apply").await?;
+    for host in ["127.0.0.1", "localhost"] {
+        source
+            .query_drop(format!("DROP USER '{name}'@'{host}'"))
+            .await?;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

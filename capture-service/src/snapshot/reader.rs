@@ -11,7 +11,7 @@ use super::SnapshotError;
 use super::progress::{KeyValue, SnapshotPoint, key_of};
 use super::tables::SnapshotTable;
 use super::values::from_wire;
-use crate::source::{self, SourceError, SourceFacts, query_row, text};
+use crate::source::{self, SourceError, SourceFacts, text};
 
 fn query_error(sql: &str) -> impl FnOnce(mysql_async::Error) -> SnapshotError + '_ {
     move |source| {
@@ -81,12 +81,7 @@ pub async fn open(conn: &mut Conn, facts: &SourceFacts) -> Result<SnapshotPoint,
                     "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
                 )
                 .await?;
-                let row = match query_row(conn, "SHOW BINARY LOG STATUS").await {
-                    Ok(row) => row,
-                    // Before 8.2 the statement had its old name.
-                    Err(_) => query_row(conn, "SHOW MASTER STATUS").await?,
-                };
-                let row = row.ok_or_else(|| {
+                let row = source::binlog_status(conn).await?.ok_or_else(|| {
                     source::refused("binary logging is off on the source", "enable log_bin")
                 })?;
                 let gtids = Some(text(&row, 4).replace(['\n', ' '], "")).filter(|g| !g.is_empty());

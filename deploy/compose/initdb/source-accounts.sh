@@ -1,10 +1,10 @@
 # Sourced by the MySQL/MariaDB image's entrypoint when the source's data directory is created:
-# the capture's account, with what change data capture needs and no more — read the binlog as
-# a replica (REPLICATION SLAVE), see binlog positions (REPLICATION CLIENT), read the tables
-# (SELECT), and on MySQL the brief FLUSH TABLES WITH READ LOCK of an initial snapshot (RELOAD).
+# the capture's account, with what change data capture needs — read the binlog as a replica
+# (REPLICATION SLAVE), see binlog positions (REPLICATION CLIENT), read tables and
+# information_schema (SELECT on *.*, which the capture's start-up check asks for), and on MySQL
+# the brief FLUSH TABLES WITH READ LOCK of an initial snapshot (RELOAD).
 capture_password=$(cat /run/secrets/source_password)
 docker_process_sql --database=mysql <<SQL
 CREATE USER 'rowferry'@'%' IDENTIFIED BY '${capture_password}';
-GRANT REPLICATION SLAVE, REPLICATION CLIENT, RELOAD ON *.* TO 'rowferry'@'%';
-GRANT SELECT ON demo_shop.* TO 'rowferry'@'%';
+GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT, RELOAD ON *.* TO 'rowferry'@'%';
 SQL
