@@ -115,6 +115,23 @@ fn start(
         .spawn()?)
 }
 
+/// Runs deploy/demo/load.sql `rounds` times on the source's `db`, then waits (up to 2 min) until
+/// the target's shop tables equal the source's, row by row and by `CHECKSUM TABLE`.
+async fn load_and_compare(
+    source: &mut Conn,
+    target: &mut Conn,
+    db: &str,
+    rounds: u32,
+) -> Result<()> {
+    source.query_drop(format!("USE `{db}`")).await?;
+    let load = read("deploy/demo/load.sql")?;
+    for _ in 0..rounds {
+        source.query_drop(&load).await?;
+    }
+    let tables = [("customers", "id"), ("products", "id"), ("orders", "id")];
+    wait_equal(source, target, db, &tables, true, Duration::from_secs(120)).await
+}
+
 /// `rowferryctl health` of the images against a control port.
 async fn health(port: u16) -> Result<String> {
     let output = tokio::process::Command::new(image_binary("rowferryctl")?)
@@ -226,22 +243,9 @@ async fn the_image_binaries_replicate_the_demo_shop_with_the_compose_configurati
     connect(apply_port, || Ok(())).await.with_context(logs)?;
 
     // The compose demo's write load while the initial snapshot and the stream run.
-    source.query_drop(format!("USE `{db}`")).await?;
-    let load = read("deploy/demo/load.sql")?;
-    for _ in 0..30 {
-        source.query_drop(&load).await?;
-    }
-    let tables = [("customers", "id"), ("products", "id"), ("orders", "id")];
-    wait_equal(
-        &mut source,
-        &mut target,
-        &db,
-        &tables,
-        true,
-        Duration::from_secs(120),
-    )
-    .await
-    .with_context(logs)?;
+    load_and_compare(&mut source, &mut target, &db, 30)
+        .await
+        .with_context(logs)?;
 
     // The image's health check passes on both; a second round of load arrives too.
     let capture_health = health(capture_port).await?;
@@ -254,19 +258,9 @@ async fn the_image_binaries_replicate_the_demo_shop_with_the_compose_configurati
         apply_health.contains("rowferry.apply.v1.ApplyControl: SERVING"),
         "{apply_health}"
     );
-    for _ in 0..10 {
-        source.query_drop(&load).await?;
-    }
-    wait_equal(
-        &mut source,
-        &mut target,
-        &db,
-        &tables,
-        true,
-        Duration::from_secs(60),
-    )
-    .await
-    .with_context(logs)?;
+    load_and_compare(&mut source, &mut target, &db, 10)
+        .await
+        .with_context(logs)?;
 
     // A container stop: SIGTERM, then exit 0.
     terminate(&mut capture, "rowferry-capture").await?;
