@@ -306,10 +306,11 @@ pub(crate) async fn binlog_status(
     conn: &mut Conn,
 ) -> Result<Option<mysql_async::Row>, SourceError> {
     match query_row(conn, "SHOW MASTER STATUS").await {
+        // ER_PARSE_ERROR: a server that no longer knows the old name.
         Err(SourceError::Query {
-            source: mysql_async::Error::Server(_),
+            source: mysql_async::Error::Server(e),
             ..
-        }) => query_row(conn, "SHOW BINARY LOG STATUS").await,
+        }) if e.code == 1064 => query_row(conn, "SHOW BINARY LOG STATUS").await,
         other => other,
     }
 }
