@@ -61,10 +61,16 @@ async fn write_load(
     Ok(())
 }
 
-/// The last position the capture committed, from its offsets topic.
-fn stored_position(stack: &Stack, name: &str) -> Result<Option<serde_json::Value>> {
-    let records = read_committed(&stack.kafka_bootstrap, &format!("{name}.offsets"))?;
-    records.last().map(|r| r.json()).transpose()
+/// Every position the capture committed, oldest first, from its offsets topic.
+fn stored_positions(stack: &Stack, name: &str) -> Result<Vec<serde_json::Value>> {
+    read_committed(&stack.kafka_bootstrap, &format!("{name}.offsets"))?
+        .iter()
+        .map(|r| r.json())
+        .collect()
+}
+
+fn is_partial(position: &serde_json::Value) -> bool {
+    position["partial"].is_object()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -141,24 +147,44 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() -> Result<()> {
         let mut child = spawn()?;
         if kill == kills / 2 {
             // One kill lands inside a split transaction: a 3000-row transaction (10 Kafka
-            // transactions of 300), killed once part of it is committed.
+            // transactions of 300), killed while the last stored position is partial. A fast
+            // capture may commit all ten between two looks at the offsets topic: then another
+            // such transaction is written, up to five.
             let mut big = Conn::new(stack.source_admin_opts()?).await?;
             pause.store(true, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let from = 1_000_000_000 + u64::from(kill) * 10_000;
-            insert_range(&mut big, &db, from, from + 3000).await?;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            loop {
-                let partial =
-                    stored_position(&stack, &name)?.is_some_and(|p| p["partial"].is_object());
-                if partial {
-                    break;
+            let mut partials_seen = stored_positions(&stack, &name)?
+                .iter()
+                .filter(|p| is_partial(p))
+                .count();
+            let mut attempt = 0;
+            'split: loop {
+                let from = 1_000_000_000 + u64::from(kill) * 100_000 + attempt * 10_000;
+                insert_range(&mut big, &db, from, from + 3000).await?;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                loop {
+                    let positions = stored_positions(&stack, &name)?;
+                    if positions.last().is_some_and(is_partial) {
+                        break 'split;
+                    }
+                    let partials = positions.iter().filter(|p| is_partial(p)).count();
+                    if partials > partials_seen {
+                        // Split and finished between two looks.
+                        partials_seen = partials;
+                        attempt += 1;
+                        eprintln!("crash test: split transaction {attempt} finished unseen");
+                        ensure!(
+                            attempt < 5,
+                            "5 split transactions, none seen half-committed"
+                        );
+                        continue 'split;
+                    }
+                    ensure!(
+                        tokio::time::Instant::now() < deadline,
+                        "no split commit observed"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                ensure!(
-                    tokio::time::Instant::now() < deadline,
-                    "no split commit observed"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             pause.store(false, Ordering::Relaxed);
         } else {
