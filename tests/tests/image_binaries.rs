@@ -115,13 +115,18 @@ fn start(
         .spawn()?)
 }
 
+/// The two services under test: name, process, control port.
+type Services<'a> = [(&'static str, &'a mut tokio::process::Child, u16); 2];
+
 /// Runs deploy/demo/load.sql `rounds` times on the source's `db`, then waits (up to 2 min) until
-/// the target's shop tables equal the source's, row by row and by `CHECKSUM TABLE`.
+/// the target's shop tables equal the source's, row by row and by `CHECKSUM TABLE`; fails at
+/// once when a service exits or its pipeline fails meanwhile.
 async fn load_and_compare(
     source: &mut Conn,
     target: &mut Conn,
     db: &str,
     rounds: u32,
+    services: &mut Services<'_>,
 ) -> Result<()> {
     source.query_drop(format!("USE `{db}`")).await?;
     let load = read("deploy/demo/load.sql")?;
@@ -129,23 +134,50 @@ async fn load_and_compare(
         source.query_drop(&load).await?;
     }
     let tables = [("customers", "id"), ("products", "id"), ("orders", "id")];
-    wait_equal(source, target, db, &tables, true, Duration::from_secs(120)).await
+    tokio::select! {
+        equal = wait_equal(source, target, db, &tables, true, Duration::from_secs(120)) => equal,
+        failed = first_failure(services) => Err(failed),
+    }
 }
 
-/// `rowferryctl health` of the images against a control port.
-async fn health(port: u16) -> Result<String> {
+/// Waits until one of `services` exits or reports FAILED (a service with a control endpoint
+/// stays up when its pipeline fails), and says which and why.
+async fn first_failure(services: &mut Services<'_>) -> anyhow::Error {
+    loop {
+        for (name, child, port) in services.iter_mut() {
+            match child.try_wait() {
+                Ok(Some(status)) => return anyhow::anyhow!("{name} exited: {status}"),
+                Ok(None) => {}
+                Err(e) => return anyhow::anyhow!("{name}: {e}"),
+            }
+            if let Ok(status) = ctl(*port, &["--json", "status"]).await
+                && let Ok(json) = serde_json::from_str::<serde_json::Value>(status.trim())
+                && json["state"] == "STATE_FAILED"
+            {
+                return anyhow::anyhow!("{name} failed: {}", json["error"]);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// `rowferryctl args` of the images against a control port: its stdout, or an error with its
+/// output when it exits non-zero.
+async fn ctl(port: u16, args: &[&str]) -> Result<String> {
     let output = tokio::process::Command::new(image_binary("rowferryctl")?)
-        .args(["--addr", &format!("http://127.0.0.1:{port}"), "health"])
+        .args(["--addr", &format!("http://127.0.0.1:{port}")])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .await?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure!(
+        output.status.success(),
+        "rowferryctl {}: {stdout}{}",
+        args.join(" "),
         String::from_utf8_lossy(&output.stderr)
     );
-    ensure!(output.status.success(), "rowferryctl health: {text}");
-    Ok(text)
+    Ok(stdout)
 }
 
 #[tokio::test]
@@ -243,24 +275,42 @@ async fn the_image_binaries_replicate_the_demo_shop_with_the_compose_configurati
     connect(apply_port, || Ok(())).await.with_context(logs)?;
 
     // The compose demo's write load while the initial snapshot and the stream run.
-    load_and_compare(&mut source, &mut target, &db, 30)
-        .await
-        .with_context(logs)?;
+    load_and_compare(
+        &mut source,
+        &mut target,
+        &db,
+        30,
+        &mut [
+            ("rowferry-capture", &mut capture, capture_port),
+            ("rowferry-apply", &mut apply, apply_port),
+        ],
+    )
+    .await
+    .with_context(logs)?;
 
     // The image's health check passes on both; a second round of load arrives too.
-    let capture_health = health(capture_port).await?;
+    let capture_health = ctl(capture_port, &["health"]).await?;
     ensure!(
         capture_health.contains("rowferry.capture.v1.CaptureControl: SERVING"),
         "{capture_health}"
     );
-    let apply_health = health(apply_port).await?;
+    let apply_health = ctl(apply_port, &["health"]).await?;
     ensure!(
         apply_health.contains("rowferry.apply.v1.ApplyControl: SERVING"),
         "{apply_health}"
     );
-    load_and_compare(&mut source, &mut target, &db, 10)
-        .await
-        .with_context(logs)?;
+    load_and_compare(
+        &mut source,
+        &mut target,
+        &db,
+        10,
+        &mut [
+            ("rowferry-capture", &mut capture, capture_port),
+            ("rowferry-apply", &mut apply, apply_port),
+        ],
+    )
+    .await
+    .with_context(logs)?;
 
     // A container stop: SIGTERM, then exit 0.
     terminate(&mut capture, "rowferry-capture").await?;
