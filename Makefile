@@ -89,14 +89,13 @@ deploy-check: $(COMPOSE) $(KUSTOMIZE) $(DEPLOY_PY)/bin/hadolint ## lint the Dock
 		HADOLINT=$(DEPLOY_PY)/bin/hadolint DEPLOY_PYTHON=$(DEPLOY_PY)/bin/python deploy/check
 
 # The images' binaries, built as the Dockerfile builds them; tests/tests/image_binaries.rs runs them.
-IMAGE_BINARIES := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/image-binaries
+IMAGE_BINARIES := $(abspath $(or $(CARGO_TARGET_DIR),target)/image-binaries)
 
-image-binaries: ## build the release binaries exactly as deploy/docker/Dockerfile does
-	deploy/docker/build-release $(IMAGE_BINARIES)
+image-binaries: ## build the release binaries the way deploy/docker/Dockerfile does
+	CARGO=$(CARGO) deploy/docker/build-release $(IMAGE_BINARIES)
 
-test: stack-up lint deploy-check $(GRPCURL) ## bring the stack up if needed, then run every test
+test: stack-up lint deploy-check $(GRPCURL) image-binaries ## bring the stack up if needed, then run every test
 	$(CARGO) build --workspace --bins --locked
-	deploy/docker/build-release $(IMAGE_BINARIES)
 	$(WITH_STACK_ENV) ROWFERRY_GRPCURL=$(GRPCURL) ROWFERRY_IMAGE_BINARIES=$(IMAGE_BINARIES) \
 		$(CARGO) test --workspace --all-targets --locked --no-fail-fast
 

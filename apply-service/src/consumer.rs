@@ -383,7 +383,9 @@ pub fn run(
     };
     let consumer: BaseConsumer<ApplyContext> = client.create_with_context(context)?;
     let subscription: Vec<String> = match &config.kafka.topic_pattern {
-        Some(pattern) => vec![format!("^{pattern}$")],
+        // Grouped, so that a top-level `|` cannot escape the anchors (the configuration
+        // checks match the same way).
+        Some(pattern) => vec![format!("^({pattern})$")],
         None => config.kafka.topics.clone(),
     };
     let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();

@@ -21,7 +21,7 @@ use crate::target::TargetOptions;
 use crate::target::offsets::OffsetsTable;
 
 /// The control service's full name (health checks use it).
-pub const SERVICE_NAME: &str = "rowferry.apply.v1.ApplyControl";
+pub const SERVICE_NAME: &str = rowferry_shared::pb::apply::v1::apply_control_server::SERVICE_NAME;
 
 /// The apply pipeline as the controller runs it.
 pub struct ApplyPipeline {

@@ -544,4 +544,5 @@ pub async fn serve(
 }
 
 /// The control service's full name (health checks use it).
-pub const SERVICE_NAME: &str = "rowferry.capture.v1.CaptureControl";
+pub const SERVICE_NAME: &str =
+    rowferry_shared::pb::capture::v1::capture_control_server::SERVICE_NAME;

@@ -186,7 +186,8 @@ pub async fn preflight(conn: &mut Conn, our_server_id: u32) -> Result<SourceFact
             "give the capture a server_id no server or replica of this source uses",
         ));
     }
-    let may_list_replicas = check_privileges(conn).await?;
+    // MySQL lets REPLICATION SLAVE (checked above) list replicas; MariaDB wants more.
+    let may_list_replicas = check_privileges(conn).await? || flavor == Flavor::MySql;
     // Other replicas registered with our id would have their stream cut (or cut ours).
     if !may_list_replicas {
         tracing::debug!(
@@ -242,13 +243,19 @@ pub async fn preflight(conn: &mut Conn, our_server_id: u32) -> Result<SourceFact
 }
 
 /// The source's registered replicas (server id first): `SHOW SLAVE HOSTS`, or `SHOW REPLICAS`
-/// where MySQL 8.4 removed the old name; `None` when neither answers.
+/// where MySQL 8.4 removed the old name; `None` when the server refuses.
 async fn replicas(conn: &mut Conn) -> Option<Vec<mysql_async::Row>> {
     match conn.query("SHOW SLAVE HOSTS").await {
         Ok(hosts) => Some(hosts),
-        Err(_) => conn.query("SHOW REPLICAS").await.ok(),
+        Err(mysql_async::Error::Server(e)) if e.code == PARSE_ERROR => {
+            conn.query("SHOW REPLICAS").await.ok()
+        }
+        Err(_) => None,
     }
 }
+
+/// ER_PARSE_ERROR: how a server answers a statement name it no longer knows.
+const PARSE_ERROR: u16 = 1064;
 
 /// REPLICATION SLAVE (read the binlog), REPLICATION CLIENT / BINLOG MONITOR (list binlogs) and
 /// SELECT (information_schema fallback, snapshots) on `*.*`. Returns whether the account may
@@ -306,11 +313,10 @@ pub(crate) async fn binlog_status(
     conn: &mut Conn,
 ) -> Result<Option<mysql_async::Row>, SourceError> {
     match query_row(conn, "SHOW MASTER STATUS").await {
-        // ER_PARSE_ERROR: a server that no longer knows the old name.
         Err(SourceError::Query {
             source: mysql_async::Error::Server(e),
             ..
-        }) if e.code == 1064 => query_row(conn, "SHOW BINARY LOG STATUS").await,
+        }) if e.code == PARSE_ERROR => query_row(conn, "SHOW BINARY LOG STATUS").await,
         other => other,
     }
 }
@@ -319,7 +325,7 @@ pub(crate) async fn binlog_status(
 pub async fn binlog_end(conn: &mut Conn) -> Result<BinlogFilePosition, SourceError> {
     let row = binlog_status(conn).await?.ok_or_else(|| {
         refused(
-            "SHOW MASTER STATUS returned nothing: binary logging is off",
+            "the binlog status (SHOW MASTER STATUS) is empty: binary logging is off",
             "enable log_bin",
         )
     })?;

@@ -69,8 +69,21 @@ fn stored_positions(stack: &Stack, name: &str) -> Result<Vec<serde_json::Value>>
         .collect()
 }
 
-fn is_partial(position: &serde_json::Value) -> bool {
-    position["partial"].is_object()
+/// Where a position record points: `(file, pos)`, or with `partial` where the split source
+/// transaction it is inside of starts.
+fn at(position: &serde_json::Value, partial: bool) -> Option<(String, u64)> {
+    let place = if partial {
+        &position["partial"]
+    } else {
+        position
+    };
+    Some((place["file"].as_str()?.to_owned(), place["pos"].as_u64()?))
+}
+
+/// The source's binlog end now, as `(file, pos)`.
+async fn binlog_place(admin: &mut Conn) -> Result<(String, u64)> {
+    let end = binlog_end(admin).await?;
+    Ok((end.file, end.pos))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -147,30 +160,34 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() -> Result<()> {
         let mut child = spawn()?;
         if kill == kills / 2 {
             // One kill lands inside a split transaction: a 3000-row transaction (10 Kafka
-            // transactions of 300), killed while the last stored position is partial. A fast
-            // capture may commit all ten between two looks at the offsets topic: then another
-            // such transaction is written, up to five.
+            // transactions of 300), killed while the last stored position is partial and inside
+            // it (the load's 2000-row transactions are split too). A fast capture may commit all
+            // ten parts between two looks at the offsets topic: then another such transaction
+            // is written, up to five.
             let mut big = Conn::new(stack.source_admin_opts()?).await?;
             pause.store(true, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let mut partials_seen = stored_positions(&stack, &name)?
-                .iter()
-                .filter(|p| is_partial(p))
-                .count();
             let mut attempt = 0;
             'split: loop {
+                let before = binlog_place(&mut admin).await?;
                 let from = 1_000_000_000 + u64::from(kill) * 100_000 + attempt * 10_000;
                 insert_range(&mut big, &db, from, from + 3000).await?;
+                let after = binlog_place(&mut admin).await?;
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
                 loop {
                     let positions = stored_positions(&stack, &name)?;
-                    if positions.last().is_some_and(is_partial) {
+                    let last = positions.last();
+                    if last
+                        .and_then(|p| at(p, true))
+                        .is_some_and(|split| split >= before)
+                    {
                         break 'split;
                     }
-                    let partials = positions.iter().filter(|p| is_partial(p)).count();
-                    if partials > partials_seen {
-                        // Split and finished between two looks.
-                        partials_seen = partials;
+                    if last
+                        .and_then(|p| at(p, false))
+                        .is_some_and(|reached| reached >= after)
+                        && !last.is_some_and(|p| p["partial"].is_object())
+                    {
                         attempt += 1;
                         eprintln!("crash test: split transaction {attempt} finished unseen");
                         ensure!(
@@ -183,7 +200,7 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() -> Result<()> {
                         tokio::time::Instant::now() < deadline,
                         "no split commit observed in 60 s: {} positions stored, the last {:?}",
                         positions.len(),
-                        positions.last()
+                        last
                     );
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }

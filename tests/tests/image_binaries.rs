@@ -140,15 +140,21 @@ async fn load_and_compare(
     }
 }
 
+/// Whether a service process still runs.
+fn running(name: &str, child: &mut tokio::process::Child) -> Result<()> {
+    match child.try_wait()? {
+        None => Ok(()),
+        Some(status) => anyhow::bail!("{name} exited: {status}"),
+    }
+}
+
 /// Waits until one of `services` exits or reports FAILED (a service with a control endpoint
 /// stays up when its pipeline fails), and says which and why.
 async fn first_failure(services: &mut Services<'_>) -> anyhow::Error {
     loop {
         for (name, child, port) in services.iter_mut() {
-            match child.try_wait() {
-                Ok(Some(status)) => return anyhow::anyhow!("{name} exited: {status}"),
-                Ok(None) => {}
-                Err(e) => return anyhow::anyhow!("{name}: {e}"),
+            if let Err(exited) = running(name, child) {
+                return exited;
             }
             if let Ok(status) = ctl(*port, &["--json", "status"]).await
                 && let Ok(json) = serde_json::from_str::<serde_json::Value>(status.trim())
@@ -271,8 +277,12 @@ async fn the_image_binaries_replicate_the_demo_shop_with_the_compose_configurati
         &apply_log,
     )?;
     let logs = || format!("see {} and {}", capture_log.display(), apply_log.display());
-    connect(capture_port, || Ok(())).await.with_context(logs)?;
-    connect(apply_port, || Ok(())).await.with_context(logs)?;
+    connect(capture_port, || running("rowferry-capture", &mut capture))
+        .await
+        .with_context(logs)?;
+    connect(apply_port, || running("rowferry-apply", &mut apply))
+        .await
+        .with_context(logs)?;
 
     // The compose demo's write load while the initial snapshot and the stream run.
     load_and_compare(

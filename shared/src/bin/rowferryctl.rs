@@ -327,8 +327,8 @@ impl Interceptor for AddToken {
 
 type Authed = InterceptedService<Channel, AddToken>;
 
-const CAPTURE_SERVICE: &str = "rowferry.capture.v1.CaptureControl";
-const APPLY_SERVICE: &str = "rowferry.apply.v1.ApplyControl";
+const CAPTURE_SERVICE: &str = capture::capture_control_server::SERVICE_NAME;
+const APPLY_SERVICE: &str = apply::apply_control_server::SERVICE_NAME;
 
 /// Which service answers: the one whose name its health service knows.
 async fn detect(channel: &Channel) -> Result<ServiceKind, Failure> {
@@ -389,13 +389,15 @@ async fn health(
     if status == ServingStatus::Serving {
         return Ok(());
     }
+    let why = if live {
+        "the process is shutting down"
+    } else {
+        "the pipeline is not RUNNING, SNAPSHOTTING or PAUSED; `rowferryctl status` says what it \
+         does and why"
+    };
     Err(Failure {
         code: 1,
-        error: anyhow::anyhow!(
-            "{label} is {}: the pipeline is not RUNNING, SNAPSHOTTING or PAUSED; \
-             `rowferryctl status` says what it does and why",
-            status.as_str_name()
-        ),
+        error: anyhow::anyhow!("{label} is {}: {why}", status.as_str_name()),
     })
 }
 

@@ -294,9 +294,6 @@ where
     T: Send + Sync + 'static,
 {
     tokio::spawn(async move {
-        reporter
-            .set_service_status("", tonic_health::ServingStatus::Serving)
-            .await;
         let mut last = None;
         loop {
             let state = view
@@ -373,6 +370,14 @@ pub async fn serve<T: Send + Sync + 'static>(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let (health, health_service) = tonic_health::server::health_reporter();
+    // Both names answer from the first request on: the process is live, the pipeline not
+    // ready until follow_health says so.
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    health
+        .set_service_status(endpoint.service, tonic_health::ServingStatus::NotServing)
+        .await;
     let health_task = follow_health(
         health,
         endpoint.service,
