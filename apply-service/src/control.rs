@@ -285,6 +285,7 @@ impl ApplyControl for Control {
             controller.pipeline().subscribe(),
             controller.subscribe(),
             self.shutdown.clone(),
+            |s: &ApplyStatus| s.state,
             move |status| pb::WatchStatusResponse {
                 status: Some(to_proto(
                     &name,

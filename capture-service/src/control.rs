@@ -485,6 +485,7 @@ impl CaptureControl for Control {
             controller.pipeline().subscribe(),
             controller.subscribe(),
             self.shutdown.clone(),
+            |s: &CaptureStatus| s.state,
             move |status| pb::WatchStatusResponse {
                 status: Some(to_proto(&name, status, &controller, started, &rates)),
             },

@@ -238,33 +238,50 @@ where
 }
 
 /// The stream of WatchStatus: the status at once, then on every change of the pipeline's
-/// status or the controller's view (at most every 100 ms), and at least every second. Ends
-/// when the client goes away or the server shuts down (`stop`), so that open streams never
-/// hold up a graceful exit.
-pub fn watch<S, M, F>(
+/// status or the controller's view (at most every 100 ms, except that a change of the reported
+/// state is sent at once, so no state is ever coalesced away), and at least every second.
+/// `phase` reads the pipeline's own state from its status. Ends when the client goes away or
+/// the server shuts down (`stop`), so that open streams never hold up a graceful exit.
+pub fn watch<S, M, P, F>(
     mut status: watch::Receiver<S>,
     mut view: watch::Receiver<ControlView>,
     stop: CancellationToken,
+    phase: P,
     render: F,
 ) -> impl Stream<Item = Result<M, Status>> + Send + 'static
 where
     S: Clone + Send + Sync + 'static,
     M: Send + 'static,
+    P: Fn(&S) -> State + Send + 'static,
     F: Fn(&S) -> M + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
         loop {
             let current = status.borrow_and_update().clone();
-            view.borrow_and_update();
+            let shown = view.borrow_and_update().state(phase(&current));
             // A client that reads slowly must not hold up a shutdown.
             tokio::select! {
                 sent = tx.send(Ok(render(&current))) => if sent.is_err() { return },
                 () = stop.cancelled() => return,
             }
-            tokio::select! {
-                () = tokio::time::sleep(WATCH_MIN_INTERVAL) => {}
-                () = stop.cancelled() => return,
+            // The minimum gap between updates, cut short when the reported state changes.
+            let gap = tokio::time::sleep(WATCH_MIN_INTERVAL);
+            tokio::pin!(gap);
+            let mut pending = false;
+            loop {
+                tokio::select! {
+                    () = &mut gap => break,
+                    changed = status.changed() => if changed.is_err() { return } else { pending = true },
+                    changed = view.changed() => if changed.is_err() { return } else { pending = true },
+                    () = stop.cancelled() => return,
+                }
+                if view.borrow().state(phase(&status.borrow())) != shown {
+                    break;
+                }
+            }
+            if pending {
+                continue;
             }
             tokio::select! {
                 changed = status.changed() => if changed.is_err() { return },
@@ -551,4 +568,44 @@ pub async fn run_process<P: crate::lifecycle::Pipeline>(
     }
     logger.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_stream::StreamExt;
+
+    #[tokio::test]
+    async fn a_state_shorter_than_the_update_gap_is_still_streamed() {
+        let (phase, phase_rx) = watch::channel(State::Starting);
+        let (_view, view_rx) = watch::channel(ControlView {
+            state: State::Starting,
+            paused: false,
+            error: None,
+        });
+        let stop = CancellationToken::new();
+        let stream = watch(
+            phase_rx,
+            view_rx,
+            stop.clone(),
+            |s: &State| *s,
+            |s: &State| *s,
+        );
+        tokio::pin!(stream);
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(2), stream.next())
+                .await
+                .ok()
+                .flatten()
+                .and_then(Result::ok)
+        };
+        assert_eq!(next().await, Some(State::Starting));
+        // RUNNING for 10 ms, well inside the 100 ms between two updates.
+        phase.send_replace(State::Running);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        phase.send_replace(State::Retrying);
+        assert_eq!(next().await, Some(State::Running));
+        assert_eq!(next().await, Some(State::Retrying));
+        stop.cancel();
+    }
 }
