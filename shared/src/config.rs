@@ -140,7 +140,33 @@ pub fn load<T: DeserializeOwned>(path: Option<&Path>, env_prefix: &str) -> Resul
     figment
         .merge(Env::prefixed(env_prefix).split("__").lowercase(true))
         .extract()
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+            match service_link_hint(names, env_prefix) {
+                Some(hint) => format!("{e}. {hint}"),
+                None => e.to_string(),
+            }
+        })
+}
+
+/// Kubernetes gives every pod `<SERVICE>_PORT…` and `<SERVICE>_SERVICE_HOST/PORT…` variables
+/// for each Service in its namespace; a Service named like the variable prefix
+/// (`rowferry-capture`) makes them read as configuration keys. Names them and the fix.
+fn service_link_hint(names: impl Iterator<Item = String>, env_prefix: &str) -> Option<String> {
+    let links: Vec<String> = names
+        .filter(|name| {
+            name.strip_prefix(env_prefix).is_some_and(|rest| {
+                rest == "PORT" || rest.starts_with("PORT_") || rest.starts_with("SERVICE_")
+            })
+        })
+        .collect();
+    (!links.is_empty()).then(|| {
+        format!(
+            "{} look like Kubernetes service-link variables of a Service named like \
+             {env_prefix}: set `enableServiceLinks: false` in the pod spec",
+            links.join(", ")
+        )
+    })
 }
 
 /// Parses TOML text (tests and embedded configs).
@@ -154,6 +180,28 @@ pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kubernetes_service_links_are_named_with_the_fix() {
+        let names = [
+            "ROWFERRY_CAPTURE_PORT",
+            "ROWFERRY_CAPTURE_SERVICE_HOST",
+            "ROWFERRY_CAPTURE_NAME",
+            "ROWFERRY_APPLY_PORT",
+        ]
+        .map(String::from);
+        let hint = service_link_hint(names.clone().into_iter(), "ROWFERRY_CAPTURE_");
+        assert!(
+            hint.as_deref().is_some_and(|h| h.contains(
+                "ROWFERRY_CAPTURE_PORT, ROWFERRY_CAPTURE_SERVICE_HOST look like Kubernetes"
+            ) && h.contains("enableServiceLinks: false")),
+            "{hint:?}"
+        );
+        assert_eq!(
+            service_link_hint(names[2..3].iter().cloned(), "ROWFERRY_CAPTURE_"),
+            None
+        );
+    }
 
     #[test]
     fn urls_print_without_their_password() {

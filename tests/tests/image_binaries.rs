@@ -284,47 +284,31 @@ async fn the_image_binaries_replicate_the_demo_shop_with_the_compose_configurati
         .await
         .with_context(logs)?;
 
+    let mut services = [
+        ("rowferry-capture", &mut capture, capture_port),
+        ("rowferry-apply", &mut apply, apply_port),
+    ];
     // The compose demo's write load while the initial snapshot and the stream run.
-    load_and_compare(
-        &mut source,
-        &mut target,
-        &db,
-        30,
-        &mut [
-            ("rowferry-capture", &mut capture, capture_port),
-            ("rowferry-apply", &mut apply, apply_port),
-        ],
-    )
-    .await
-    .with_context(logs)?;
+    load_and_compare(&mut source, &mut target, &db, 30, &mut services)
+        .await
+        .with_context(logs)?;
 
     // The image's health check passes on both; a second round of load arrives too.
-    let capture_health = ctl(capture_port, &["health"]).await?;
-    ensure!(
-        capture_health.contains("rowferry.capture.v1.CaptureControl: SERVING"),
-        "{capture_health}"
-    );
-    let apply_health = ctl(apply_port, &["health"]).await?;
-    ensure!(
-        apply_health.contains("rowferry.apply.v1.ApplyControl: SERVING"),
-        "{apply_health}"
-    );
-    load_and_compare(
-        &mut source,
-        &mut target,
-        &db,
-        10,
-        &mut [
-            ("rowferry-capture", &mut capture, capture_port),
-            ("rowferry-apply", &mut apply, apply_port),
-        ],
-    )
-    .await
-    .with_context(logs)?;
+    for (service, port) in [
+        ("rowferry.capture.v1.CaptureControl", capture_port),
+        ("rowferry.apply.v1.ApplyControl", apply_port),
+    ] {
+        let health = ctl(port, &["health"]).await?;
+        ensure!(health.contains(&format!("{service}: SERVING")), "{health}");
+    }
+    load_and_compare(&mut source, &mut target, &db, 10, &mut services)
+        .await
+        .with_context(logs)?;
 
     // A container stop: SIGTERM, then exit 0.
-    terminate(&mut capture, "rowferry-capture").await?;
-    terminate(&mut apply, "rowferry-apply").await?;
+    for (name, child, _) in services {
+        terminate(child, name).await?;
+    }
     for host in ["127.0.0.1", "localhost"] {
         source
             .query_drop(format!("DROP USER '{name}'@'{host}'"))

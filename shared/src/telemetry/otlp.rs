@@ -178,34 +178,33 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unsupported_settings_name_the_variable_and_the_choices() {
-        let error = protocol_from_env(env(&[("OTEL_TRACES_EXPORTER", "zipkin")]))
+    /// The refusal `protocol_from_env` gives for `vars` ("" when it accepts them).
+    fn refusal(vars: &[(&str, &str)]) -> String {
+        protocol_from_env(env(vars))
             .err()
             .map(|e| e.to_string())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn unsupported_settings_name_the_variable_and_the_choices() {
+        let error = refusal(&[("OTEL_TRACES_EXPORTER", "zipkin")]);
         assert!(
             error.contains("OTEL_TRACES_EXPORTER") && error.contains("`otlp`"),
             "{error}"
         );
-        let error = protocol_from_env(env(&[
+        let error = refusal(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
-        ]))
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+        ]);
         assert!(
             error.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && error.contains("http/protobuf"),
             "{error}"
         );
-        let error = protocol_from_env(env(&[
+        let error = refusal(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
-        ]))
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+        ]);
         assert!(
             error.contains("COMPRESSION") && error.contains("unset it"),
             "{error}"
